@@ -1,0 +1,89 @@
+"""Settings: where things live and the knobs of a run, in one dataclass."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS_FILE = REPO_ROOT / "contracts" / "feeds.yaml"
+TRANSFORMS_DIR = REPO_ROOT / "transforms"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+WAREHOUSE_DDL_DIR = REPO_ROOT / "warehouse"
+
+DEV_PSEUDONYM_KEY = "midoffice-DEVELOPMENT-ONLY-key-do-not-use-in-production"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a stage needs to know to find its inputs and outputs."""
+
+    landing: Path
+    home: Path
+    reporting_currency: str = "USD"
+    quarantine_threshold: float = 0.01  # share of received records that fails a feed's gate
+    var_scenarios: int = 250
+    duckdb_memory_limit: str = "4GB"
+    duckdb_threads: int = 2
+    gx_max_rows: int = 2_000_000  # bigger partitions are validated by GX on a seeded sample
+    extra: dict = field(default_factory=dict)
+
+    # --- the folders of the flow -------------------------------------------------------
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def staged(self) -> Path:
+        return self.lake / "staged"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.lake / "quarantine"
+
+    @property
+    def control(self) -> Path:
+        """Per feed and date bookkeeping: ingest and validation results (JSON)."""
+        return self.lake / "control"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def build_db(self) -> Path:
+        """The single-writer working warehouse: core tables and marts before publication."""
+        return self.warehouse_dir / "build.duckdb"
+
+    @property
+    def published_db(self) -> Path:
+        return self.warehouse_dir / "marts.duckdb"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def tmp(self) -> Path:
+        return self.home / "tmp"
+
+    def staged_partition(self, feed: str, business_date: str) -> Path:
+        return self.staged / feed / f"business_date={business_date}" / "data.parquet"
+
+    def quarantine_partition(self, feed: str, business_date: str) -> Path:
+        return self.quarantine / feed / f"business_date={business_date}" / "data.parquet"
+
+    def control_file(self, kind: str, feed: str, business_date: str) -> Path:
+        return self.control / kind / feed / f"{business_date}.json"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MIDOFFICE_HOME") or "./.midoffice").resolve()
+
+
+def settings_from(landing: str | Path, home: str | Path | None = None) -> Settings:
+    return Settings(
+        landing=Path(landing).resolve(),
+        home=Path(home).resolve() if home else default_home(),
+    )

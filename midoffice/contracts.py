@@ -1,0 +1,190 @@
+"""Feed contracts (contracts/feeds.yaml) as typed, validated objects.
+
+The YAML is the single source of every feed rule: the ingest split (SQL) and the Great
+Expectations suites are both derived from it. Names in it become SQL identifiers, so they are
+checked against an allow-list pattern here, once, before anything uses them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from midoffice.config import CONTRACTS_FILE
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TYPES = {"VARCHAR", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"}
+FORMATS = {"csv", "jsonl", "parquet"}
+KINDS = {"reference", "snapshot", "event", "daily"}
+
+
+class ContractError(ValueError):
+    """The contract file itself is wrong (a programming error, not bad input)."""
+
+
+def _ident(name: str, where: str) -> str:
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise ContractError(f"{where}: {name!r} is not an allowed identifier")
+    return name
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+    required: bool = False
+    unique: bool = False
+    values: tuple[str, ...] | None = None
+    min: float | str | None = None
+    min_exclusive: float | str | None = None
+    max: float | str | None = None
+    max_exclusive: float | str | None = None
+    pattern: str | None = None
+    ref: tuple[str, str] | None = None  # (feed, column)
+    pii: bool = False
+
+
+@dataclass(frozen=True)
+class Lookup:
+    alias: str
+    feed: str
+    by: str  # the column of this feed matched against `key`
+    key: str
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class RowRule:
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    file: str
+    format: str
+    kind: str
+    deadline: str
+    key: tuple[str, ...]
+    description: str
+    columns: tuple[Column, ...]
+    depends_on: tuple[str, ...] = ()
+    lookups: tuple[Lookup, ...] = ()
+    rules: tuple[RowRule, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _column(feed: str, raw: dict) -> Column:
+    where = f"{feed}.{raw.get('name')}"
+    name = _ident(raw["name"], where)
+    ctype = raw["type"]
+    if ctype not in TYPES:
+        raise ContractError(f"{where}: unknown type {ctype}")
+    ref = None
+    if "ref" in raw:
+        rfeed, rcol = raw["ref"].split(".")
+        ref = (_ident(rfeed, where), _ident(rcol, where))
+    values = tuple(str(v) for v in raw["values"]) if "values" in raw else None
+    return Column(
+        name=name,
+        type=ctype,
+        description=raw.get("description", ""),
+        required=bool(raw.get("required", False)),
+        unique=bool(raw.get("unique", False)),
+        values=values,
+        min=raw.get("min"),
+        min_exclusive=raw.get("min_exclusive"),
+        max=raw.get("max"),
+        max_exclusive=raw.get("max_exclusive"),
+        pattern=raw.get("pattern"),
+        ref=ref,
+        pii=bool(raw.get("pii", False)),
+    )
+
+
+def _feed(name: str, raw: dict) -> Feed:
+    _ident(name, "feed")
+    if raw["format"] not in FORMATS or raw["kind"] not in KINDS:
+        raise ContractError(f"{name}: bad format or kind")
+    if not re.fullmatch(r"[a-z_]+\.(csv|jsonl|parquet)", raw["file"]):
+        raise ContractError(f"{name}: bad file name {raw['file']}")
+    columns = tuple(_column(name, c) for c in raw["columns"])
+    names = {c.name for c in columns}
+    key = tuple(_ident(k, name) for k in raw["key"])
+    if not set(key) <= names:
+        raise ContractError(f"{name}: key {key} not in columns")
+    lookups = tuple(
+        Lookup(
+            alias=_ident(lk["as"], name),
+            feed=_ident(lk["feed"], name),
+            by=_ident(lk["by"], name),
+            key=_ident(lk["key"], name),
+            value=_ident(lk["value"], name) if lk.get("value") else None,
+        )
+        for lk in raw.get("lookups", [])
+    )
+    rules = tuple(RowRule(_ident(r["name"], name), r["sql"]) for r in raw.get("rules", []))
+    return Feed(
+        name=name,
+        file=raw["file"],
+        format=raw["format"],
+        kind=raw["kind"],
+        deadline=str(raw["deadline"]),
+        key=key,
+        description=raw.get("description", ""),
+        columns=columns,
+        depends_on=tuple(_ident(d, name) for d in raw.get("depends_on", [])),
+        lookups=lookups,
+        rules=rules,
+    )
+
+
+@lru_cache(maxsize=4)
+def load_contracts(path: Path = CONTRACTS_FILE) -> dict[str, Feed]:
+    raw = yaml.safe_load(Path(path).read_text())
+    feeds = {name: _feed(name, body) for name, body in raw.items()}
+    for feed in feeds.values():
+        for dep in feed.depends_on:
+            if dep not in feeds:
+                raise ContractError(f"{feed.name}: depends on unknown feed {dep}")
+        for col in feed.columns:
+            if col.ref and col.ref[0] not in feed.depends_on:
+                raise ContractError(f"{feed.name}.{col.name}: ref feed must be in depends_on")
+    return feeds
+
+
+def feed_names() -> list[str]:
+    return list(load_contracts())
+
+
+def ingest_order() -> list[str]:
+    """Feeds ordered so that every feed comes after the feeds it references."""
+    feeds = load_contracts()
+    done: list[str] = []
+    while len(done) < len(feeds):
+        for name, feed in feeds.items():
+            if name not in done and all(d in done for d in feed.depends_on):
+                done.append(name)
+    return done
+
+
+def get_feed(name: str) -> Feed:
+    feeds = load_contracts()
+    if name not in feeds:
+        raise KeyError(f"unknown feed {name!r}; known feeds: {', '.join(feeds)}")
+    return feeds[name]
