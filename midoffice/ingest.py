@@ -1,0 +1,471 @@
+"""Ingest: landing file → staged Parquet partition + quarantine, for one feed and business date.
+
+Every received record ends in exactly one place. The file is read with every column as text and
+an explicit column list (no type sniffing), so that a bad value quarantines one record instead of
+failing the file; lines that do not parse at all come from DuckDB's reject tables. Then each
+record gets the first rule of the contract it breaks (type, required, values, range, pattern,
+ref, duplicate_key, row rules); records with none are loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from midoffice import control, landing
+from midoffice.config import Settings
+from midoffice.contracts import Column, Feed, get_feed
+from midoffice.duck import connect, quote_ident as q, sql_literal_path
+
+RAW_RECORD_MAX_CHARS = 100_000
+
+
+@dataclass
+class IngestResult:
+    feed: str
+    business_date: str
+    run_id: str
+    file: str
+    status: str = "FAILED"  # LOADED | FAILED
+    error: str | None = None
+    expected_rows: int | None = None
+    received_rows: int | None = None
+    loaded_rows: int = 0
+    quarantined_rows: int = 0
+    conservation_ok: bool = False
+    sha256: str | None = None
+    delivered_at: str | None = None
+    deadline: str | None = None
+    freshness: str = "UNKNOWN"
+    schema_note: str | None = None
+    references_from: dict = field(default_factory=dict)
+    rules: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- reading the file as text ------------------------------------------------------------------
+
+def _csv_header(path: Path, business_date: str, feed: Feed) -> list[str]:
+    with path.open("rb") as fh:
+        first = fh.readline(1 << 20)
+    if not first.strip():
+        raise landing.FileLevelError(business_date, feed.name, str(path), "empty file: no header row")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise landing.FileLevelError(business_date, feed.name, str(path), "header is not valid UTF-8")
+    return next(csv.reader(io.StringIO(text)))
+
+
+def _columns_in_file(header: list[str], business_date: str, feed: Feed, path: Path) -> tuple[list[str], str | None]:
+    """The file's column order, if it is the contract's set; schema drift fails the file."""
+    expected = feed.column_names
+    if header == expected:
+        return expected, None
+    missing = [c for c in expected if c not in header]
+    unexpected = [c for c in header if c not in expected]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if missing or unexpected or duplicated:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected}")
+        if duplicated:
+            parts.append(f"duplicated {duplicated}")
+        raise landing.FileLevelError(business_date, feed.name, str(path), "wrong columns: " + ", ".join(parts))
+    # Same columns, other order: read by name, and say so (an explicitly accepted change).
+    return header, f"columns reordered in file: {header}"
+
+
+def _csv_quote_expr(col: str) -> str:
+    v = q(col)
+    return (f"CASE WHEN {v} IS NULL THEN '' WHEN regexp_matches({v}, '[,\"\\n\\r]') "
+            f"THEN '\"' || replace({v}, '\"', '\"\"') || '\"' ELSE {v} END")
+
+
+def _load_raw_csv(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+    header = _csv_header(path, business_date, feed)
+    order, note = _columns_in_file(header, business_date, feed, path)
+    columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in order) + "}"
+    raw_record = " || ',' || ".join(_csv_quote_expr(c) for c in order)
+    con.execute(f"""
+        CREATE TEMP TABLE raw AS
+        SELECT row_number() OVER () AS _ord, *, {raw_record} AS _raw
+        FROM read_csv({sql_literal_path(path)}, header = true, columns = {columns},
+                      auto_detect = false, delim = ',', quote = '"', escape = '"',
+                      store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
+                      strict_mode = true, encoding = 'utf-8')
+    """)
+    return note, 1
+
+
+def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+    with path.open("rb") as fh:
+        first = fh.readline(1 << 20)
+    if not first.strip():
+        raise landing.FileLevelError(business_date, feed.name, str(path), "empty file")
+    try:
+        keys = list(json.loads(first.decode("utf-8")).keys())
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        keys = None  # a bad first record is a record-level problem; it gets quarantined
+    note = None
+    if keys is not None:
+        _, note = _columns_in_file(keys, business_date, feed, path)
+    # One text column per line; \x1e (record separator) never occurs in JSON text.
+    con.execute(f"""
+        CREATE TEMP TABLE lines AS
+        SELECT row_number() OVER () AS _ord, _json
+        FROM read_csv({sql_literal_path(path)}, header = false, columns = {{'_json': 'VARCHAR'}},
+                      auto_detect = false, delim = '\x1e', quote = '', escape = '',
+                      store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
+                      strict_mode = true, encoding = 'utf-8')
+    """)
+    names = feed.column_names
+    expected_keys = "[" + ", ".join(f"'{c}'" for c in sorted(names)) + "]"
+    # DuckDB evaluates both sides of AND, so JSON functions only ever see valid JSON (_j).
+    fields = ", ".join(
+        f"json_extract_string(_o, '$.{c}') AS {q(c)}, "
+        f"coalesce(json_type(_o, '$.{c}') IN ('OBJECT', 'ARRAY'), false) AS {q('_nested_' + c)}"
+        for c in names
+    )
+    con.execute(f"""
+        CREATE TEMP TABLE raw AS
+        WITH parsed AS (
+            SELECT _ord, _json, CASE WHEN json_valid(_json) THEN CAST(_json AS JSON) END AS _j FROM lines
+        ), objects AS (
+            SELECT *, CASE WHEN json_type(_j) = 'OBJECT' THEN _j END AS _jo FROM parsed
+        ), keyed AS (
+            SELECT *, CASE WHEN list_sort(json_keys(_jo)) = {expected_keys} THEN _jo END AS _o FROM objects
+        )
+        SELECT _ord, {fields}, _json AS _raw,
+               CASE WHEN _jo IS NULL THEN 'not a JSON object'
+                    WHEN _o IS NULL THEN 'keys differ from the contract: ' || array_to_string(list_sort(json_keys(_jo)), ',')
+               END AS _malformed
+        FROM keyed
+    """)
+    return note, 0
+
+
+def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:  # truncated or not Parquet at all
+        raise landing.FileLevelError(business_date, feed.name, str(path), f"unreadable Parquet: {exc}")
+    order, note = _columns_in_file(list(schema.names), business_date, feed, path)
+    casts = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in feed.column_names)
+    struct = ", ".join(f"{q(c)} := {q(c)}" for c in feed.column_names)
+    con.execute(f"""
+        CREATE TEMP TABLE raw AS
+        SELECT file_row_number + 1 AS _ord, {casts}, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS _raw
+        FROM read_parquet({sql_literal_path(path)}, file_row_number = true)
+    """)
+    return note, 0
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+def _typed(col: Column) -> str:
+    v = q(col.name)
+    return {
+        "VARCHAR": v,
+        "BIGINT": f"TRY_CAST({v} AS BIGINT)",
+        "DOUBLE": f"CASE WHEN isfinite(TRY_CAST({v} AS DOUBLE)) THEN TRY_CAST({v} AS DOUBLE) END",
+        "DATE": f"TRY_CAST(TRY_STRPTIME({v}, '%Y-%m-%d') AS DATE)",
+        "TIMESTAMP": f"TRY_STRPTIME({v}, '%Y-%m-%dT%H:%M:%SZ')",
+    }[col.type]
+
+
+def _literal(value) -> str:
+    if value == "business_date":
+        return "getvariable('business_date')"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _column_checks(feed: Feed, fmt: str) -> list[tuple[str, str]]:
+    """(rule name, SQL condition that is TRUE when the record breaks it), in first-wins order."""
+    t = lambda c: q("t_" + c.name)  # noqa: E731 - typed value
+    checks: list[tuple[str, str]] = []
+    for c in feed.columns:
+        cond = f"{q(c.name)} IS NOT NULL AND {t(c)} IS NULL"
+        if fmt == "jsonl":
+            cond = f"({cond}) OR {q('_nested_' + c.name)}"
+        checks.append((f"{c.name}:type", cond))
+    for c in feed.columns:
+        if c.required:
+            checks.append((f"{c.name}:required", f"{t(c)} IS NULL"))
+    for c in feed.columns:
+        if c.values:
+            checks.append((f"{c.name}:values", f"{t(c)} NOT IN ({', '.join(_literal(v) for v in c.values)})"))
+    for c in feed.columns:
+        bounds = []
+        if c.min is not None:
+            bounds.append(f"{t(c)} < {_literal(c.min)}")
+        if c.min_exclusive is not None:
+            bounds.append(f"{t(c)} <= {_literal(c.min_exclusive)}")
+        if c.max is not None:
+            bounds.append(f"{t(c)} > {_literal(c.max)}")
+        if c.max_exclusive is not None:
+            bounds.append(f"{t(c)} >= {_literal(c.max_exclusive)}")
+        if bounds:
+            checks.append((f"{c.name}:range", " OR ".join(bounds)))
+    for c in feed.columns:
+        if c.pattern:
+            checks.append((f"{c.name}:pattern", f"NOT regexp_full_match({t(c)}, {_literal(c.pattern)})"))
+    for c in feed.columns:
+        if c.ref:
+            checks.append((f"{c.name}:ref", f"{t(c)} IS NOT NULL AND {q('ref_' + c.name)} IS NULL"))
+    return checks
+
+
+def _reference_partition(settings: Settings, feed: str, business_date: str) -> tuple[Path, str] | None:
+    """The referenced feed's partition for the date, else the latest earlier one that loaded."""
+    root = settings.staged / feed
+    if not root.is_dir():
+        return None
+    dates = sorted(
+        p.name.split("=", 1)[1] for p in root.iterdir()
+        if p.name.startswith("business_date=") and (p / "data.parquet").is_file()
+    )
+    usable = [d for d in dates if d <= business_date]
+    if not usable:
+        return None
+    return settings.staged_partition(feed, usable[-1]), usable[-1]
+
+
+def _reference_joins(con, settings: Settings, feed: Feed, business_date: str, result: IngestResult) -> str:
+    """LEFT JOINs for ref checks and lookups; registers the referenced partitions as views."""
+    joins = []
+    needed = {c.ref[0] for c in feed.columns if c.ref} | {lk.feed for lk in feed.lookups}
+    for ref_feed in sorted(needed):
+        found = _reference_partition(settings, ref_feed, business_date)
+        if found is None:
+            raise landing.FileLevelError(
+                business_date, feed.name, feed.file,
+                f"cannot check references: no loaded {ref_feed} on or before {business_date}",
+            )
+        path, used_date = found
+        result.references_from[ref_feed] = used_date
+        con.execute(f"CREATE TEMP VIEW {q('ref__' + ref_feed)} AS SELECT * FROM read_parquet({sql_literal_path(path)})")
+    for c in feed.columns:
+        if c.ref:
+            rfeed, rcol = c.ref
+            alias = q("ref_" + c.name + "_j")
+            joins.append(
+                f"LEFT JOIN (SELECT DISTINCT {q(rcol)} AS k FROM {q('ref__' + rfeed)}) {alias} "
+                f"ON {alias}.k = {q('t_' + c.name)}"
+            )
+    for lk in feed.lookups:
+        alias = q(lk.alias + "_j")
+        value = f"any_value({q(lk.value)})" if lk.value else "true"
+        joins.append(
+            f"LEFT JOIN (SELECT {q(lk.key)} AS k, {value} AS v FROM {q('ref__' + lk.feed)} GROUP BY 1) {alias} "
+            f"ON {alias}.k = {q('t_' + lk.by)}"
+        )
+    return "\n".join(joins)
+
+
+def _ref_select(feed: Feed) -> str:
+    cols = [f"{q('ref_' + c.name + '_j')}.k AS {q('ref_' + c.name)}" for c in feed.columns if c.ref]
+    for lk in feed.lookups:
+        if lk.value:
+            cols.append(f"{q(lk.alias + '_j')}.v AS {q(lk.alias)}")
+        else:
+            cols.append(f"coalesce({q(lk.alias + '_j')}.v, false) AS {q(lk.alias)}")
+    return (", " + ", ".join(cols)) if cols else ""
+
+
+def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, result: IngestResult) -> None:
+    """Adds `_rule` and `_detail` to every parsed record (NULL when it loads)."""
+    typed = ", ".join(f"{_typed(c)} AS {q('t_' + c.name)}" for c in feed.columns)
+    joins = _reference_joins(con, settings, feed, business_date, result)
+    checks = _column_checks(feed, fmt)
+    malformed = "WHEN _malformed IS NOT NULL THEN 'malformed_record'" if fmt == "jsonl" else ""
+    rule_case = "CASE " + malformed + " ".join(
+        f"WHEN {cond} THEN '{name}'" for name, cond in checks
+    ) + " END"
+    details = []
+    if fmt == "jsonl":
+        details.append("WHEN _malformed IS NOT NULL THEN _malformed")
+    for name, _ in checks:
+        col = name.split(":")[0]
+        details.append(f"WHEN _rule1 = '{name}' THEN '{col}=' || coalesce({q(col)}, '<null>')")
+    detail_case = "CASE " + " ".join(details) + " END"
+    con.execute(f"""
+        CREATE TEMP TABLE typed AS
+        SELECT r.*, {typed} FROM raw r
+    """)
+    con.execute(f"""
+        CREATE TEMP TABLE checked1 AS
+        WITH j AS (SELECT t.* {_ref_select(feed)} FROM typed t {joins}),
+             r1 AS (SELECT *, {rule_case} AS _rule1 FROM j)
+        SELECT *, {detail_case} AS _detail1 FROM r1
+    """)
+    key = ", ".join(q("t_" + k) for k in feed.key)
+    rule_checks = " ".join(
+        f"WHEN ({rule.sql.replace('$business_date', 'getvariable(''business_date'')')}) IS NOT TRUE THEN '{rule.name}'"
+        for rule in feed.rules
+    )
+    # Row rules reference columns by their contract names: expose the typed values under them.
+    typed_as_named = ", ".join(f"{q('t_' + c.name)} AS {q(c.name)}" for c in feed.columns)
+    extra = [q("ref_" + c.name) for c in feed.columns if c.ref] + [q(lk.alias) for lk in feed.lookups]
+    extra_sel = (", " + ", ".join(extra)) if extra else ""
+    rule_texts = " ".join(f"WHEN '{r.name}' THEN {_literal(r.sql)}" for r in feed.rules) or "WHEN '' THEN ''"
+    con.execute(f"""
+        CREATE TEMP TABLE checked AS
+        WITH dup AS (
+            SELECT _ord, row_number() OVER (PARTITION BY {key} ORDER BY _ord) > 1 AS _is_dup
+            FROM checked1 WHERE _rule1 IS NULL
+        ), named AS (
+            SELECT c._ord, {typed_as_named} {extra_sel} FROM checked1 c WHERE c._rule1 IS NULL
+        ), rules AS (
+            SELECT _ord, CASE {rule_checks if rule_checks else "WHEN false THEN NULL"} END AS _rule3 FROM named
+        )
+        SELECT c.*,
+               CASE WHEN c._rule1 IS NOT NULL THEN c._rule1
+                    WHEN d._is_dup THEN 'duplicate_key'
+                    ELSE r._rule3 END AS _rule,
+               CASE WHEN c._rule1 IS NOT NULL THEN c._detail1
+                    WHEN d._is_dup THEN 'key (' || {" || ', ' || ".join(f"coalesce(CAST({q('t_' + k)} AS VARCHAR), '<null>')" for k in feed.key)} || ') seen on an earlier line'
+                    WHEN r._rule3 IS NOT NULL THEN 'row rule failed: ' || CASE r._rule3 {rule_texts} END
+               END AS _detail
+        FROM checked1 c
+        LEFT JOIN dup d USING (_ord)
+        LEFT JOIN rules r USING (_ord)
+    """)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+def _copy_atomic(con, select_sql: str, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    con.execute(f"COPY ({select_sql}) TO {sql_literal_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(tmp, target)
+
+
+def _remove_partition(path: Path) -> None:
+    if path.parent.is_dir():
+        shutil.rmtree(path.parent)
+
+
+def _reject_table_exists(con) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rej_err'"
+    ).fetchone()[0])
+
+
+def ingest_feed(settings: Settings, business_date: str, feed_name: str, run_id: str) -> dict:
+    """Ingest one feed for one business date; returns the (small) ingest control record."""
+    started = time.monotonic()
+    started_at = control.utc_now()
+    feed = get_feed(feed_name)
+    result = IngestResult(feed=feed.name, business_date=business_date, run_id=run_id, file=feed.file)
+    staged = settings.staged_partition(feed.name, business_date)
+    quarantined = settings.quarantine_partition(feed.name, business_date)
+    try:
+        manifest = landing.read_manifest(settings.landing, business_date)
+        entry = landing.manifest_entry(manifest, business_date, feed)
+        result.expected_rows = entry.rows
+        result.delivered_at = entry.delivered_at
+        result.deadline, result.freshness = landing.freshness(business_date, feed, entry.delivered_at)
+        path = landing.resolve_file(settings.landing, business_date, feed, entry)
+        result.file = str(path)
+        result.sha256 = landing.check_checksum(business_date, feed, path, entry)
+        _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined)
+    except landing.FileLevelError as exc:
+        result.status, result.error = "FAILED", str(exc)
+        # A failed delivery must not leave an earlier run's partition looking current.
+        _remove_partition(staged)
+        _remove_partition(quarantined)
+    result.seconds = round(time.monotonic() - started, 3)
+    control.write_record(settings, "ingest", feed.name, business_date, result.as_dict())
+    control.record_stage(
+        settings, run_id, business_date, f"ingest:{feed.name}",
+        "SUCCESS" if result.status == "LOADED" else "FAILED", started_at,
+        rows_in=result.received_rows, rows_out=result.loaded_rows, message=result.error or "",
+    )
+    return result.as_dict()
+
+
+def _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined) -> None:
+    con = connect(settings)
+    try:
+        con.execute("SET VARIABLE business_date = CAST(? AS DATE)", [business_date])
+        loader = {"csv": _load_raw_csv, "jsonl": _load_raw_jsonl, "parquet": _load_raw_parquet}[feed.format]
+        try:
+            result.schema_note, header_lines = loader(con, path, business_date, feed)
+        except landing.FileLevelError:
+            raise
+        except Exception as exc:  # DuckDB could not read it at all (encoding, size, corruption)
+            raise landing.FileLevelError(business_date, feed.name, str(path), f"unreadable: {str(exc).splitlines()[0]}")
+        has_rejects = _reject_table_exists(con)
+        if not has_rejects:
+            con.execute("CREATE TEMP TABLE rej_err (line BIGINT, csv_line VARCHAR, error_type VARCHAR, error_message VARCHAR)")
+        con.execute("""
+            CREATE TEMP TABLE rejects AS
+            SELECT line, any_value(csv_line) AS csv_line,
+                   string_agg(DISTINCT error_type, '; ') AS error_type,
+                   any_value(error_message) AS error_message
+            FROM rej_err GROUP BY line
+        """)
+        parsed = con.execute("SELECT count(*) FROM raw").fetchone()[0]
+        n_rejects = con.execute("SELECT count(*) FROM rejects").fetchone()[0]
+        result.received_rows = parsed + n_rejects
+        if result.received_rows != result.expected_rows:
+            raise landing.FileLevelError(
+                business_date, feed.name, str(path),
+                f"record count mismatch: manifest says {result.expected_rows}, file has {result.received_rows}",
+            )
+        _split(con, settings, feed, business_date, feed.format, result)
+
+        # Physical line of a parsed record: its ordinal, plus the header, plus rejected lines before it.
+        con.execute(f"""
+            CREATE TEMP TABLE reject_pos AS
+            SELECT line - {header_lines} - row_number() OVER (ORDER BY line) AS parsed_before FROM rejects
+        """)
+        line_expr = "_ord" if feed.format == "parquet" else (
+            f"_ord + {header_lines} + (SELECT count(*) FROM reject_pos WHERE parsed_before < c._ord)"
+        )
+        loaded_cols = ", ".join(f"{q('t_' + c.name)} AS {q(c.name)}" for c in feed.columns)
+        _copy_atomic(con, f"SELECT {loaded_cols} FROM checked WHERE _rule IS NULL ORDER BY _ord", staged)
+        quarantine_sql = f"""
+            SELECT CAST(getvariable('business_date') AS DATE) AS business_date, '{feed.name}' AS feed,
+                   {_literal(str(path))} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
+            FROM (
+                SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
+                       left(_raw, {RAW_RECORD_MAX_CHARS}) AS raw_record
+                FROM checked c WHERE _rule IS NOT NULL
+                UNION ALL
+                SELECT line, 'malformed_record', error_type || ': ' || coalesce(error_message, ''),
+                       left(csv_line, {RAW_RECORD_MAX_CHARS})
+                FROM rejects
+            ) ORDER BY line
+        """
+        _copy_atomic(con, quarantine_sql, quarantined)
+        result.quarantined_rows = con.execute(
+            f"SELECT count(*) FROM read_parquet({sql_literal_path(quarantined)})"
+        ).fetchone()[0]
+        result.loaded_rows = con.execute(
+            f"SELECT count(*) FROM read_parquet({sql_literal_path(staged)})"
+        ).fetchone()[0]
+        result.rules = dict(con.execute(
+            f"SELECT rule, count(*) FROM read_parquet({sql_literal_path(quarantined)}) GROUP BY 1 ORDER BY 1"
+        ).fetchall())
+        result.conservation_ok = result.received_rows == result.loaded_rows + result.quarantined_rows
+        result.status = "LOADED"
+    finally:
+        con.close()
