@@ -1,0 +1,168 @@
+"""The `midoffice` command: a thin layer over the functions the Airflow DAGs call.
+
+Exit status: 0 every gate passed, 1 a gate or a stage failed (the rest still ran), 2 usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
+
+
+def _progress_printer():
+    tty = sys.stderr.isatty()
+
+    def show(message: str) -> None:
+        print(("\r\033[K" if tty else "") + message, file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_generate(args) -> int:
+    from midoffice.generate import generate
+
+    summary = generate(Path(args.out), args.start, args.days, trades_per_day=args.trades_per_day,
+                       seed=args.seed, faults=args.faults, progress=_progress_printer())
+    print(f"generated {len(summary.get('dates', []))} business dates into {args.out} "
+          f"in {summary.get('seconds', 0):.1f}s")
+    return EXIT_OK
+
+
+def _settings(args):
+    from midoffice.config import settings_from
+
+    landing = Path(args.landing)
+    if not landing.is_dir():
+        raise UsageError(f"landing folder not found: {landing}")
+    return settings_from(landing, args.home)
+
+
+def cmd_run(args) -> int:
+    from midoffice.runner import business_dates, run_dates
+
+    settings = _settings(args)
+    if args.date:
+        if args.date.weekday() >= 5:
+            raise UsageError(f"{args.date} is not a business date (weekend)")
+        dates = [args.date.isoformat()]
+    else:
+        if not (args.from_ and args.to):
+            raise UsageError("give --date, or both --from and --to")
+        if args.to < args.from_:
+            raise UsageError(f"--to {args.to} is before --from {args.from_}")
+        dates = business_dates(args.from_, args.to)
+    if not dates:
+        raise UsageError("no business date in the range")
+    outcomes = run_dates(settings, dates, progress=_progress_printer())
+    failed = [o for o in outcomes if not o.ok]
+    print(f"ran {len(outcomes)} business dates; published warehouse: {settings.published_db}")
+    for o in failed:
+        for feed, reason in o.failed_gates.items():
+            print(f"GATE FAILED {o.business_date} {feed}: {reason}", file=sys.stderr)
+        if o.failed_tasks:
+            print(f"FAILED {o.business_date}: tasks {', '.join(o.failed_tasks)} (see pipeline_runs)", file=sys.stderr)
+    return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from midoffice.config import Settings, default_home
+    from midoffice.report import build_report
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    settings = Settings(landing=home, home=home)
+    if not settings.published_db.is_file():
+        raise UsageError(f"nothing published yet in {home} (run `midoffice run` first)")
+    summary = build_report(settings, args.date.isoformat(), run_id="cli-report")
+    print(summary["report"])
+    return EXIT_OK
+
+
+def cmd_query(args) -> int:
+    from midoffice.query import run_query
+
+    return run_query(args.sql, args.home, args.format)
+
+
+def cmd_status(args) -> int:
+    from midoffice.query import show_status
+
+    return show_status(args.home)
+
+
+def cmd_suites(args) -> int:
+    from midoffice.suites import write_suites
+
+    for path in write_suites():
+        print(path)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="midoffice", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="write deterministic sample feeds into a landing folder")
+    g.add_argument("--out", required=True)
+    g.add_argument("--start", required=True, type=_date)
+    g.add_argument("--days", required=True, type=int)
+    g.add_argument("--trades-per-day", type=int, default=2000)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--faults", action="store_true", help="inject realistic defects (listed in _faults.json)")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="run the midoffice_daily DAG for business dates (Airflow's dag.test())")
+    r.add_argument("--landing", required=True)
+    r.add_argument("--home", default=None, help="default $MIDOFFICE_HOME, else ./.midoffice")
+    r.add_argument("--date", type=_date)
+    r.add_argument("--from", dest="from_", type=_date)
+    r.add_argument("--to", type=_date)
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="(re)build the daily pack and extracts for a date")
+    rep.add_argument("--date", required=True, type=_date)
+    rep.add_argument("--home", default=None)
+    rep.set_defaults(func=cmd_report)
+
+    qy = sub.add_parser("query", help="read-only SQL against the published warehouse")
+    qy.add_argument("sql")
+    qy.add_argument("--home", default=None)
+    qy.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    qy.set_defaults(func=cmd_query)
+
+    st = sub.add_parser("status", help="per date and feed: gate, rows, quarantined, last run")
+    st.add_argument("--home", default=None)
+    st.set_defaults(func=cmd_status)
+
+    su = sub.add_parser("suites", help="regenerate expectations/*.json from contracts/feeds.yaml")
+    su.set_defaults(func=cmd_suites)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"midoffice: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Mart models: transforms/<mart>.sql (the query) + transforms/<mart>.yml (docs, grain, lineage).
+
+Each model is a SELECT made of named CTEs ending in `final`, computed for one business date,
+read through `getvariable('as_of_date')`. The yml carries what the build needs (grain, the
+column replaced per date, the feeds it depends on) and what the data dictionary shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from midoffice.config import TRANSFORMS_DIR
+from midoffice.contracts import IDENTIFIER, ContractError, feed_names
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    description: str
+    grain: tuple[str, ...]
+    partition: str  # the date column whose value the build replaces for each business date
+    depends_on_feeds: tuple[str, ...]
+    depends_on_models: tuple[str, ...]
+    columns: dict[str, str]  # name -> description
+    sql: str
+    order: int
+    own_run_id: bool = False  # the model's rows carry their own run_id (the ledger tables)
+    example: str = ""
+
+    @property
+    def lineage(self) -> tuple[str, ...]:
+        return ("loaded_at",) if self.own_run_id else ("run_id", "loaded_at")
+
+
+@lru_cache(maxsize=2)
+def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
+    models = []
+    known_feeds = set(feed_names())
+    for yml in sorted(directory.glob("*.yml")):
+        meta = yaml.safe_load(yml.read_text())
+        name = meta["name"]
+        if not IDENTIFIER.match(name) or yml.stem != name:
+            raise ContractError(f"{yml}: model name {name!r} must be an identifier equal to the file name")
+        feeds = tuple(meta.get("depends_on_feeds", []))
+        if not set(feeds) <= known_feeds:
+            raise ContractError(f"{yml}: unknown feeds {set(feeds) - known_feeds}")
+        columns = {c["name"]: c["description"] for c in meta["columns"]}
+        for col in columns:
+            if not IDENTIFIER.match(col):
+                raise ContractError(f"{yml}: column {col!r} is not an identifier")
+        models.append(Model(
+            name=name,
+            description=meta["description"].strip(),
+            grain=tuple(meta["grain"]),
+            partition=meta["partition"],
+            depends_on_feeds=feeds,
+            depends_on_models=tuple(meta.get("depends_on_models", [])),
+            columns=columns,
+            sql=(directory / f"{name}.sql").read_text(),
+            order=int(meta.get("order", 100)),
+            own_run_id=bool(meta.get("own_run_id", False)),
+            example=meta.get("example", ""),
+        ))
+    return _dependency_order(models)
+
+
+def _dependency_order(models: list[Model]) -> list[Model]:
+    by_name = {m.name: m for m in models}
+    done: list[Model] = []
+    pending = sorted(models, key=lambda m: (m.order, m.name))
+    while pending:
+        progressed = False
+        for m in list(pending):
+            if all(d in {x.name for x in done} for d in m.depends_on_models):
+                done.append(m)
+                pending.remove(m)
+                progressed = True
+        if not progressed:
+            raise ContractError(f"model dependency cycle or unknown model among {[m.name for m in pending]}")
+    for m in done:
+        for d in m.depends_on_models:
+            if d not in by_name:
+                raise ContractError(f"{m.name} depends on unknown model {d}")
+    return done
+
+
+def mart_names() -> list[str]:
+    return [m.name for m in load_models()]

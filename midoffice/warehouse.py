@@ -1,0 +1,238 @@
+"""Warehouse build: validated partitions → core tables → marts → audits, in one transaction.
+
+The only writer of build.duckdb. Each business date replaces its own partition of every core
+table and mart (idempotent), and only for feeds whose gate passed; a mart whose feeds did not all
+pass keeps its previous rows for that date. Any audit failure rolls the whole date back, so the
+working warehouse (and hence what gets published) is never half built.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from midoffice import control
+from midoffice.config import WAREHOUSE_DDL_DIR, Settings
+from midoffice.contracts import Feed, ingest_order, load_contracts
+from midoffice.duck import connect, quote_ident as q, sql_literal_path
+from midoffice.gate import gates_for
+from midoffice.models import Model, load_models
+
+class AuditError(RuntimeError):
+    """An invariant of the built marts does not hold; nothing of the date is kept."""
+
+
+def _ensure_core(con) -> None:
+    con.execute((WAREHOUSE_DDL_DIR / "core.sql").read_text())
+    for feed in load_contracts().values():
+        cols = ", ".join(f"{q(c.name)} {c.type}" for c in feed.columns)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS core.{q(feed.name)} "
+            f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
+        )
+
+
+def _replace_feed_partition(con, settings: Settings, feed: Feed, business_date: str, run_id: str) -> int:
+    path = settings.staged_partition(feed.name, business_date)
+    con.execute(f"DELETE FROM core.{q(feed.name)} WHERE business_date = ?", [business_date])
+    cols = ", ".join(q(c) for c in feed.column_names)
+    con.execute(
+        f"INSERT INTO core.{q(feed.name)} (business_date, {cols}, run_id) "
+        f"SELECT CAST(? AS DATE), {cols}, ? FROM read_parquet({sql_literal_path(path)})",
+        [business_date, run_id],
+    )
+    return con.execute(f"SELECT count(*) FROM core.{q(feed.name)} WHERE business_date = ?", [business_date]).fetchone()[0]
+
+
+def _replace_quarantine(con, settings: Settings, business_date: str) -> None:
+    con.execute("DELETE FROM core.quarantine WHERE business_date = ?", [business_date])
+    for feed in ingest_order():
+        path = settings.quarantine_partition(feed, business_date)
+        if path.is_file():
+            con.execute(
+                "INSERT INTO core.quarantine SELECT business_date, feed, file, line, rule, detail, raw_record, run_id "
+                f"FROM read_parquet({sql_literal_path(path)})"
+            )
+
+
+def _replace_feed_health(con, settings: Settings, business_date: str, gates: dict[str, dict]) -> None:
+    con.execute("DELETE FROM core.feed_health WHERE business_date = ?", [business_date])
+    for feed in ingest_order():
+        ing = control.read_record(settings, "ingest", feed, business_date) or {}
+        val = control.read_record(settings, "validation", feed, business_date) or {}
+        gate = gates[feed]
+        con.execute(
+            "INSERT INTO core.feed_health VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                business_date, feed, ing.get("file"), ing.get("expected_rows"), ing.get("received_rows"),
+                ing.get("loaded_rows", 0), ing.get("quarantined_rows", 0), bool(ing.get("conservation_ok")),
+                val.get("expectations_run"), val.get("expectations_failed"), val.get("engine"),
+                val.get("rows_validated"), val.get("sampled"), gate.get("gate"), gate.get("reason"),
+                ing.get("delivered_at"), ing.get("deadline"), ing.get("freshness", "UNKNOWN"),
+                ing.get("schema_note"), ing.get("run_id"),
+            ],
+        )
+
+
+def _replace_pipeline_runs(con, settings: Settings, business_date: str) -> None:
+    con.execute("DELETE FROM core.pipeline_runs WHERE business_date = ?", [business_date])
+    folder = settings.control / "runs" / business_date
+    rows = []
+    for path in sorted(folder.glob("*/*.json")) if folder.is_dir() else []:
+        r = json.loads(path.read_text())
+        rows.append([r["run_id"], r["business_date"], r["stage"], r["status"], r["started_at"].rstrip("Z"),
+                     r["finished_at"].rstrip("Z"), r.get("rows_in"), r.get("rows_out"), r.get("message")])
+    if rows:
+        con.executemany("INSERT INTO core.pipeline_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _table_columns(con, schema: str, table: str, temp: bool = False) -> list[str] | None:
+    database = "temp" if temp else con.execute("SELECT current_database()").fetchone()[0]
+    cols = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index",
+        [database, schema, table],
+    ).fetchall()
+    return [c[0] for c in cols] or None
+
+
+def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: str) -> int:
+    if model.own_run_id:
+        select, params = f"SELECT *, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})", [loaded_at]
+    else:
+        select = f"SELECT *, CAST(? AS VARCHAR) AS run_id, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})"
+        params = [run_id, loaded_at]
+    con.execute(f"CREATE TEMP TABLE {q('_new_' + model.name)} AS {select}", params)
+    new_cols = _table_columns(con, "main", "_new_" + model.name, temp=True) or []
+    documented = list(model.columns)
+    if new_cols != documented:
+        raise AuditError(
+            f"{model.name}: the query's columns {new_cols} differ from the documented columns {documented} "
+            f"(transforms/{model.name}.yml)"
+        )
+    existing = _table_columns(con, "main", model.name)
+    if existing is None:
+        con.execute(f"CREATE TABLE main.{q(model.name)} AS SELECT * FROM {q('_new_' + model.name)} WHERE false")
+    elif existing != new_cols:
+        raise AuditError(
+            f"{model.name}: the published table has columns {existing}, the model now gives {new_cols}; "
+            "rebuild the warehouse (midoffice run over the whole range with a fresh --home)"
+        )
+    con.execute(f"DELETE FROM main.{q(model.name)} WHERE {q(model.partition)} = ?", [business_date])
+    con.execute(f"INSERT INTO main.{q(model.name)} SELECT * FROM {q('_new_' + model.name)}")
+    rows = con.execute(f"SELECT count(*) FROM {q('_new_' + model.name)}").fetchone()[0]
+    con.execute(f"DROP TABLE {q('_new_' + model.name)}")
+    return rows
+
+
+def _audit_model(con, model: Model, business_date: str) -> list[str]:
+    """Generic audits: the grain is a key (unique, not null) within the date's rows."""
+    problems = []
+    grain = ", ".join(q(g) for g in model.grain)
+    where = f"{q(model.partition)} = CAST(? AS DATE)"
+    nulls = " OR ".join(f"{q(g)} IS NULL" for g in model.grain)
+    n_null = con.execute(f"SELECT count(*) FROM main.{q(model.name)} WHERE {where} AND ({nulls})", [business_date]).fetchone()[0]
+    if n_null:
+        problems.append(f"{model.name}: {n_null} rows with a null grain column")
+    n_dup = con.execute(
+        f"SELECT count(*) FROM (SELECT {grain} FROM main.{q(model.name)} WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
+        [business_date],
+    ).fetchone()[0]
+    if n_dup:
+        problems.append(f"{model.name}: {n_dup} grain keys ({', '.join(model.grain)}) appear more than once")
+    return problems
+
+
+def _audit_invariants(con, business_date: str, built: set[str]) -> list[str]:
+    """Tie-outs across tables: nothing lost, nothing invented."""
+    problems = []
+    bad = con.execute(
+        "SELECT feed, received_rows, loaded_rows, quarantined_rows FROM core.feed_health "
+        "WHERE business_date = ? AND received_rows IS NOT NULL AND received_rows <> loaded_rows + quarantined_rows",
+        [business_date],
+    ).fetchall()
+    problems += [f"conservation broken for {f}: {r} received != {lo} loaded + {qu} quarantined" for f, r, lo, qu in bad]
+    q_health, q_rows = con.execute(
+        "SELECT (SELECT coalesce(sum(quarantined_rows), 0) FROM core.feed_health WHERE business_date = $1), "
+        "(SELECT count(*) FROM core.quarantine WHERE business_date = $1)",
+        [business_date],
+    ).fetchone()
+    if q_health != q_rows:
+        problems.append(f"quarantine holds {q_rows} records for the date, feed health counts {q_health}")
+    if "risk_exposure" in built:
+        n_pos, n_exp = con.execute(
+            "SELECT (SELECT count(*) FROM core.positions WHERE business_date = $1), "
+            "(SELECT count(*) FROM main.risk_exposure WHERE as_of_date = $1)",
+            [business_date],
+        ).fetchone()
+        # Exposure is per holder and instrument, positions also per custodian.
+        n_keys = con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT holder_type, holder_id, instrument_id FROM core.positions WHERE business_date = ?)",
+            [business_date],
+        ).fetchone()[0]
+        if n_exp != n_keys:
+            problems.append(f"risk_exposure has {n_exp} rows, positions have {n_keys} holder-instrument keys ({n_pos} rows)")
+    return problems
+
+
+def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict:
+    started_at = control.utc_now()
+    t0 = time.monotonic()
+    feeds = ingest_order()
+    gates = gates_for(settings, business_date, feeds)
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    con = connect(settings, settings.build_db)
+    loaded: dict[str, int] = {}
+    built: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    try:
+        _ensure_core(con)
+        con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
+        con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])
+        con.execute("SET VARIABLE var_scenarios = ?", [settings.var_scenarios])
+        con.execute("SET VARIABLE quarantine_threshold = ?", [settings.quarantine_threshold])
+        con.execute("BEGIN TRANSACTION")
+        for name, feed in load_contracts().items():
+            if gates[name]["gate"] == "PASS":
+                loaded[name] = _replace_feed_partition(con, settings, feed, business_date, run_id)
+        _replace_quarantine(con, settings, business_date)
+        _replace_feed_health(con, settings, business_date, gates)
+        _replace_pipeline_runs(con, settings, business_date)
+        con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
+        problems: list[str] = []
+        for model in load_models():
+            failed = [f for f in model.depends_on_feeds if gates[f]["gate"] != "PASS"]
+            failed += [m for m in model.depends_on_models if m in skipped]
+            if failed:
+                skipped[model.name] = "not built for this date: " + ", ".join(failed) + " did not pass"
+                con.execute("INSERT INTO core.build_log VALUES (?, ?, 'SKIPPED', ?, NULL, ?)",
+                            [business_date, model.name, skipped[model.name], run_id])
+                continue
+            built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
+            con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",
+                        [business_date, model.name, built[model.name], run_id])
+            problems += _audit_model(con, model, business_date)
+        problems += _audit_invariants(con, business_date, set(built))
+        if problems:
+            raise AuditError(f"{business_date}: audit failed, nothing of the date kept: " + "; ".join(problems))
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+    except Exception as exc:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:
+            pass
+        control.record_stage(settings, run_id, business_date, "build", "FAILED", started_at, message=str(exc))
+        raise
+    finally:
+        con.close()
+    summary = {
+        "business_date": business_date, "run_id": run_id, "loaded": loaded, "built": built,
+        "skipped": skipped, "seconds": round(time.monotonic() - t0, 3),
+    }
+    control.record_stage(
+        settings, run_id, business_date, "build", "SUCCESS", started_at,
+        rows_in=sum(loaded.values()), rows_out=sum(built.values()),
+        message=("skipped: " + "; ".join(f"{k} ({v})" for k, v in skipped.items())) if skipped else "",
+    )
+    return summary

@@ -1,0 +1,59 @@
+-- Core control tables of the working warehouse (build.duckdb). Feed tables (core.<feed>) are
+-- created from contracts/feeds.yaml by midoffice.warehouse; these hold the pipeline's own facts.
+CREATE SCHEMA IF NOT EXISTS core;
+
+CREATE TABLE IF NOT EXISTS core.feed_health (
+    business_date        DATE NOT NULL,
+    feed                 VARCHAR NOT NULL,
+    file                 VARCHAR,
+    expected_rows        BIGINT,
+    received_rows        BIGINT,
+    loaded_rows          BIGINT,
+    quarantined_rows     BIGINT,
+    conservation_ok      BOOLEAN,
+    expectations_run     BIGINT,
+    expectations_failed  BIGINT,
+    validation_engine    VARCHAR,
+    rows_validated       BIGINT,
+    sampled              BOOLEAN,
+    gate                 VARCHAR,
+    reason               VARCHAR,
+    delivered_at         VARCHAR,
+    deadline             VARCHAR,
+    freshness            VARCHAR,
+    schema_note          VARCHAR,
+    run_id               VARCHAR,
+    PRIMARY KEY (business_date, feed)
+);
+
+CREATE TABLE IF NOT EXISTS core.quarantine (
+    business_date  DATE NOT NULL,
+    feed           VARCHAR NOT NULL,
+    file           VARCHAR,
+    line           BIGINT,
+    rule           VARCHAR NOT NULL,
+    detail         VARCHAR,
+    raw_record     VARCHAR,
+    run_id         VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS core.pipeline_runs (
+    run_id         VARCHAR NOT NULL,
+    business_date  DATE NOT NULL,
+    stage          VARCHAR NOT NULL,
+    status         VARCHAR NOT NULL,
+    started_at     TIMESTAMP,
+    finished_at    TIMESTAMP,
+    rows_in        BIGINT,
+    rows_out       BIGINT,
+    message        VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS core.build_log (
+    business_date  DATE NOT NULL,
+    mart           VARCHAR NOT NULL,
+    status         VARCHAR NOT NULL,   -- BUILT | SKIPPED
+    reason         VARCHAR,
+    rows           BIGINT,
+    run_id         VARCHAR
+);
