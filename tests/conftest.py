@@ -1,0 +1,55 @@
+"""Shared fixtures: generated sample feeds and pipeline runs, made once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> Path:
+    """One Airflow metadata DB for the whole session (db migrate takes seconds)."""
+    home = tmp_path_factory.mktemp("airflow")
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    return home
+
+
+def generate_landing(path: Path, start: str, days: int, trades: int, seed: int = 7, faults: bool = False) -> Path:
+    from midoffice.generate import generate
+
+    generate(path, date.fromisoformat(start), days, trades_per_day=trades, seed=seed, faults=faults)
+    return path
+
+
+def run_pipeline(landing: Path, home: Path, dates: list[str]):
+    from midoffice.config import settings_from
+    from midoffice.runner import run_dates
+
+    return run_dates(settings_from(landing, home), dates, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def clean_run(tmp_path_factory, airflow_home):
+    """Three generated business dates, run through the real DAG; shared by read-only tests."""
+    root = tmp_path_factory.mktemp("clean")
+    landing = generate_landing(root / "landing", "2026-01-05", 3, 1500)
+    home = root / "home"
+    outcomes = run_pipeline(landing, home, ["2026-01-05", "2026-01-06", "2026-01-07"])
+    return {"landing": landing, "home": home, "outcomes": outcomes,
+            "dates": ["2026-01-05", "2026-01-06", "2026-01-07"]}
+
+
+def copy_landing(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst

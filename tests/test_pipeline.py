@@ -1,0 +1,219 @@
+"""End to end through the real DAG (Airflow dag.test()), real Great Expectations, real DuckDB files.
+
+Figures are checked against an independent computation from the feed files in plain Python
+(csv, json, pyarrow for the one Parquet feed), never against the project's SQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import REPO, copy_landing, generate_landing, run_pipeline
+
+pytestmark = pytest.mark.slow
+
+
+def published(home: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+
+
+def mart_rows(home: Path, mart: str, lineage=("run_id", "loaded_at")) -> list[tuple]:
+    con = published(home)
+    try:
+        cols = [r[0] for r in con.execute(f"DESCRIBE {mart}").fetchall() if r[0] not in lineage]
+        return con.execute(f"SELECT {', '.join(cols)} FROM {mart} ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+# --- an independent computation of risk_exposure from the files -------------------------------
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def independent_exposure(landing: Path, as_of: str) -> dict[tuple[str, str], float]:
+    """Σ quantity × latest close × latest fx per holder, from the delivered files only."""
+    import pyarrow.parquet as pq
+
+    dates = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of)
+    closes: dict[str, tuple] = {}
+    rates: dict[str, tuple] = {}
+    for d in dates:  # later deliveries win for the same price date
+        table = pq.read_table(landing / d / "prices.parquet").to_pylist()
+        for row in table:
+            pd_ = str(row["price_date"])
+            if pd_ <= as_of:
+                key = (pd_, d)
+                if row["instrument_id"] not in closes or key >= closes[row["instrument_id"]][0]:
+                    closes[row["instrument_id"]] = (key, row["close_price"])
+        for row in _read_csv(landing / d / "fx_rates.csv"):
+            if row["rate_date"] <= as_of:
+                key = (row["rate_date"], d)
+                if row["currency"] not in rates or key >= rates[row["currency"]][0]:
+                    rates[row["currency"]] = (key, float(row["usd_per_unit"]))
+    currency = {r["instrument_id"]: r["currency"] for r in _read_csv(landing / as_of / "instruments.csv")}
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for row in _read_csv(landing / as_of / "positions.csv"):
+        inst = row["instrument_id"]
+        mv = float(row["quantity"]) * closes[inst][1] * rates[currency[inst]][1]
+        totals[(row["holder_type"], row["holder_id"])] += mv
+    return dict(totals)
+
+
+def test_clean_run_publishes_the_four_marts_for_every_date(clean_run):
+    assert all(o.ok for o in clean_run["outcomes"]), [(o.business_date, o.failed_gates, o.failed_tasks)
+                                                      for o in clean_run["outcomes"]]
+    con = published(clean_run["home"])
+    try:
+        for mart, col in [("risk_exposure", "as_of_date"), ("dq_feed_health", "business_date"),
+                          ("dq_quarantine", "business_date"), ("pipeline_runs", "business_date")]:
+            assert con.execute(f"SELECT count(*) FROM {mart}").fetchone()[0] >= 0
+        dates = [str(r[0]) for r in con.execute("SELECT DISTINCT as_of_date FROM risk_exposure ORDER BY 1").fetchall()]
+        assert dates == clean_run["dates"]
+        health = con.execute("SELECT business_date, feed, gate, conservation_ok FROM dq_feed_health").fetchall()
+        assert len(health) == 12 * 3
+        assert all(g == "PASS" and ok for _, _, g, ok in health)
+        stages = {r[0] for r in con.execute("SELECT DISTINCT stage FROM pipeline_runs").fetchall()}
+        assert {"ingest:trades", "validate:trades", "build"} <= stages
+    finally:
+        con.close()
+    for d in clean_run["dates"]:
+        assert (clean_run["home"] / "reports" / d / "index.html").is_file()
+        assert (clean_run["home"] / "reports" / d / "extracts" / "risk_exposure.parquet").is_file()
+
+
+def test_risk_exposure_equals_an_independent_computation_from_the_files(clean_run):
+    con = published(clean_run["home"])
+    try:
+        for d in clean_run["dates"]:
+            expected = independent_exposure(clean_run["landing"], d)
+            got = dict(((ht, hid), mv) for ht, hid, mv in con.execute(
+                "SELECT holder_type, holder_id, sum(market_value_usd) FROM risk_exposure WHERE as_of_date = ? GROUP BY 1, 2",
+                [d]).fetchall())
+            assert set(got) == set(expected)
+            for key, value in expected.items():
+                assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-6), key
+            firm = sum(v for (ht, _), v in expected.items() if ht == "BOOK")
+            assert con.execute(
+                "SELECT sum(market_value_usd) FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK'", [d]
+            ).fetchone()[0] == pytest.approx(firm, rel=1e-9)
+    finally:
+        con.close()
+
+
+def test_rerunning_a_date_leaves_every_mart_with_the_same_rows(clean_run, tmp_path):
+    home = clean_run["home"]
+    from midoffice.models import mart_names
+
+    before = {m: mart_rows(home, m, lineage=("run_id", "loaded_at")) for m in mart_names() if m != "pipeline_runs"}
+    outcomes = run_pipeline(clean_run["landing"], home, ["2026-01-06"])
+    assert outcomes[0].ok
+    after = {m: mart_rows(home, m, lineage=("run_id", "loaded_at")) for m in before}
+    for mart in before:
+        assert after[mart] == before[mart], mart
+
+
+# --- faults: every injected defect lands in dq_quarantine under its rule -----------------------
+
+def test_faults_land_in_quarantine_under_the_right_rule_and_nothing_is_lost(tmp_path, airflow_home):
+    landing = generate_landing(tmp_path / "landing", "2026-02-02", 3, 1500, seed=11, faults=True)
+    faults = json.loads((landing / "_faults.json").read_text())
+    dates = sorted(p.name for p in landing.iterdir() if p.is_dir())
+    home = tmp_path / "home"
+    run_pipeline(landing, home, dates)
+    con = published(home)
+    try:
+        quarantined = {
+            (str(d), f, int(line)): rule
+            for d, f, line, rule in con.execute("SELECT business_date, feed, line, rule FROM dq_quarantine").fetchall()
+        }
+        record_faults = [f for f in faults if f.get("line") is not None]
+        assert record_faults, "the generator injected no record-level faults"
+        for fault in record_faults:
+            key = (fault["business_date"], fault["feed"], int(fault["line"]))
+            assert key in quarantined, f"not quarantined: {fault}"
+            assert quarantined[key] == fault["rule"], f"{fault}: quarantined as {quarantined[key]}"
+        # Conservation for every feed and date, recounted from the files themselves.
+        for d in dates:
+            manifest = json.loads((landing / d / "_manifest.json").read_text())
+            for feed, entry in manifest["feeds"].items():
+                received, loaded, q, ok = con.execute(
+                    "SELECT received_rows, loaded_rows, quarantined_rows, conservation_ok FROM dq_feed_health "
+                    "WHERE business_date = ? AND feed = ?", [d, feed]).fetchone()
+                assert received == entry["rows"] == loaded + q and ok, (d, feed)
+                n_q = con.execute("SELECT count(*) FROM dq_quarantine WHERE business_date = ? AND feed = ?",
+                                  [d, feed]).fetchone()[0]
+                assert n_q == q
+        late = [f for f in faults if f["rule"] == "late_delivery"]
+        for f in late:
+            assert con.execute("SELECT freshness FROM dq_feed_health WHERE business_date = ? AND feed = ?",
+                               [f["business_date"], f["feed"]]).fetchone()[0] == "LATE"
+    finally:
+        con.close()
+
+
+# --- file-level failures: exit 1, clear message, other feeds load, published marts kept -------
+
+def _rewrite_manifest(folder: Path, feed: str, **changes) -> None:
+    path = folder / "_manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["feeds"][feed].update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_file_level_failures_fail_their_feed_only_and_keep_the_published_marts(tmp_path, airflow_home):
+    landing = generate_landing(tmp_path / "landing", "2026-03-02", 2, 800, seed=5)
+    home = tmp_path / "home"
+    assert run_pipeline(landing, home, ["2026-03-02"])[0].ok
+    exposure_before = mart_rows(home, "risk_exposure")
+
+    day = landing / "2026-03-03"
+    (day / "positions.csv").unlink()                                       # missing file
+    with (day / "settlements.csv").open("a") as fh:                        # checksum mismatch
+        fh.write("\n")
+    _rewrite_manifest(day, "gl_entries", rows=json.loads((day / "_manifest.json").read_text())["feeds"]["gl_entries"]["rows"] + 5)  # count
+    lines = (day / "client_activity.csv").read_text().split("\n")           # wrong columns
+    lines[0] = lines[0].replace("channel", "channel_code")
+    (day / "client_activity.csv").write_text("\n".join(lines))
+    _rewrite_manifest(day, "client_activity", sha256=_sha(day / "client_activity.csv"))
+
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-m", "midoffice.cli", "run", "--landing", str(landing), "--home", str(home),
+         "--date", "2026-03-03"], capture_output=True, text=True, env=env, cwd=REPO,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "GATE FAILED 2026-03-03 positions" in err and "positions.csv" in err and "file missing" in err
+    assert "GATE FAILED 2026-03-03 settlements" in err and "settlements.csv" in err and "checksum mismatch" in err
+    assert "GATE FAILED 2026-03-03 gl_entries" in err and "gl_entries.csv" in err and "record count mismatch" in err
+    assert "GATE FAILED 2026-03-03 client_activity" in err and "client_activity.csv" in err and "wrong columns" in err
+
+    con = published(home)
+    try:
+        gates = dict(con.execute(
+            "SELECT feed, gate FROM dq_feed_health WHERE business_date = '2026-03-03'").fetchall())
+        assert {f for f, g in gates.items() if g == "FAIL"} == {"positions", "settlements", "gl_entries", "client_activity"}
+        assert gates["trades"] == gates["clients"] == gates["prices"] == "PASS"
+        skipped = {r[0] for r in con.execute(
+            "SELECT mart FROM build_log WHERE business_date = '2026-03-03' AND status = 'SKIPPED'").fetchall()}
+        assert "risk_exposure" in skipped
+    finally:
+        con.close()
+    assert mart_rows(home, "risk_exposure") == exposure_before
