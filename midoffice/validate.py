@@ -1,0 +1,407 @@
+"""Validate a feed's staged partition with Great Expectations (the gate after ingest).
+
+GX 1.x has no DuckDB data source and its SQL data source fails on DuckDB (see
+docs/ARCHITECTURE "Great Expectations, as it is today"), so each feed's day partition is read
+from its staged Parquet file into pandas (bounded: above ``settings.gx_max_rows`` rows a
+deterministic seeded sample is validated) and checked with GX's own pandas engine against the
+committed suite ``expectations/<feed>.json`` (``SUMMARY`` results). GX does not split good and
+bad rows: the quarantine split is ingest's SQL; here GX is the gate and the documented rules.
+
+Outputs per feed and date:
+- ``settings.control_file("validation", feed, date)``: the small result dict (also returned,
+  it goes through Airflow XCom);
+- ``settings.home / "gx" / "validations" / date / <feed>.json``: GX's own validation result
+  (for Data Docs, ``build_data_docs``).
+
+Great Expectations is imported lazily inside functions: Airflow imports this module when it
+parses DAGs, and importing GX takes seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from midoffice.config import EXPECTATIONS_DIR, Settings
+from midoffice.contracts import get_feed
+from midoffice.suites import BUSINESS_DATE_PARAM, load_suite, ref_param
+
+log = logging.getLogger(__name__)
+
+PARTIAL_LIST_MAX = 5
+REF_VALUES_SHOWN = 20  # ref value sets are cut to this in the GX results kept for Data Docs
+DATE_PARTITION = re.compile(r"^business_date=(\d{4}-\d{2}-\d{2})$")
+
+
+# --- small helpers -----------------------------------------------------------------------
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _quiet_gx() -> None:
+    """Keep GX's analytics off and its logging down (call before importing GX)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    for name in ("great_expectations", "posthog"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def gx_results_dir(settings: Settings, business_date: str) -> Path:
+    return settings.home / "gx" / "validations" / business_date
+
+
+def _check_date(business_date: str) -> str:
+    dt.date.fromisoformat(business_date)  # raises ValueError on anything else
+    return business_date
+
+
+# --- reading the staged partition --------------------------------------------------------
+
+def load_partition(path: Path, columns_types: dict[str, str], max_rows: int, seed: int):
+    """Read a staged Parquet partition into pandas, as the suites expect it.
+
+    Returns ``(df, rows_in_partition)``. Types: strings -> ``str``; BIGINT -> int64 (nullable
+    ``Int64`` when it has nulls, so nulls stay nulls and the type check still says int64);
+    DOUBLE -> float64; DATE -> datetime64[ns] at midnight (GX compares those vectorised against
+    a ``datetime`` bound; a date outside the ns range falls back to datetime64[ms]);
+    TIMESTAMP -> datetime64[us] (naive UTC). Above ``max_rows`` rows, a seeded sample of
+    ``max_rows`` rows (in file order) is returned.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    rows = table.num_rows
+    if rows > max_rows:
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(rows, size=max_rows, replace=False))
+        table = table.take(pa.array(idx))
+
+    df = table.to_pandas(date_as_object=False)
+    for field in table.schema:
+        # an integer column with nulls would become float64: keep it integer (nullable Int64)
+        if pa.types.is_integer(field.type) and table.column(field.name).null_count:
+            df[field.name] = table.column(field.name).to_pandas(
+                types_mapper=lambda t: pd.Int64Dtype() if pa.types.is_integer(t) else None)
+    for name in df.columns:
+        if columns_types.get(name) == "DATE" and str(df[name].dtype) != "datetime64[ns]":
+            try:
+                df[name] = df[name].astype("datetime64[ns]")
+            except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+                pass  # stays datetime64[ms]: GX then compares element-wise (slower, correct)
+    return df, rows
+
+
+def _latest_partition(settings: Settings, feed: str, business_date: str) -> tuple[str, Path] | None:
+    """The staged partition of ``feed`` for the date, or the latest earlier one that exists."""
+    exact = settings.staged_partition(feed, business_date)
+    if exact.exists():
+        return business_date, exact
+    root = settings.staged / feed
+    if not root.is_dir():
+        return None
+    best = None
+    for child in root.iterdir():
+        m = DATE_PARTITION.match(child.name)
+        if m and m.group(1) < business_date and (child / "data.parquet").exists():
+            if best is None or m.group(1) > best[0]:
+                best = (m.group(1), child / "data.parquet")
+    return best
+
+
+def reference_values(settings: Settings, business_date: str, feed: str, column: str) -> tuple[list, str | None]:
+    """Distinct non-null values of ``feed.column`` for the date (or latest earlier date)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    found = _latest_partition(settings, feed, business_date)
+    if found is None:
+        return [], None
+    date, path = found
+    col = pq.read_table(path, columns=[column]).column(column)
+    values = pc.unique(col.drop_null()).to_pylist()
+    return sorted(values), date
+
+
+# --- turning GX results into our small dict ----------------------------------------------
+
+def _fmt(value: Any) -> str:
+    import pandas as pd
+
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    if isinstance(value, dict):  # compound-column results: {"col": value, ...}
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    try:
+        if pd.isna(value):
+            return "null"
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, (pd.Timestamp, dt.datetime)) or type(value).__name__ == "datetime64":
+        ts = pd.Timestamp(value)
+        if ts == ts.normalize():
+            return ts.date().isoformat()
+        return ts.isoformat()
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    return str(value)
+
+
+def _failed_entry(res) -> dict:
+    cfg = res.expectation_config
+    kwargs = cfg.kwargs or {}
+    column = kwargs.get("column")
+    if column is None:
+        cols = kwargs.get("column_list") or [kwargs.get("column_A"), kwargs.get("column_B")]
+        column = ",".join(c for c in cols if c) or None
+    result = res.result or {}
+    entry = {
+        "expectation_type": cfg.type,
+        "column": column,
+        "rule": (cfg.meta or {}).get("rule"),
+        "unexpected_count": result.get("unexpected_count"),
+        "partial_unexpected_list": [
+            _fmt(v) for v in (result.get("partial_unexpected_list") or [])[:PARTIAL_LIST_MAX]
+        ],
+    }
+    if "observed_value" in result:
+        entry["observed_value"] = _fmt(result["observed_value"])
+    info = res.exception_info or {}
+    messages = []
+    if info.get("raised_exception"):
+        messages.append(info.get("exception_message"))
+    else:  # GX nests exception info per metric
+        for sub in info.values():
+            if isinstance(sub, dict) and sub.get("raised_exception"):
+                messages.append(sub.get("exception_message"))
+    if messages:
+        entry["exception"] = "; ".join(str(m) for m in messages)[:500]
+    return entry
+
+
+def _gx_result_for_docs(gx_result, suite: dict) -> dict:
+    """GX's result as JSON, with reference value sets cut short (they can be huge)."""
+    payload = gx_result.to_json_dict()
+    for res in payload.get("results", []):
+        kwargs = (res.get("expectation_config") or {}).get("kwargs") or {}
+        vs = kwargs.get("value_set")
+        rule = ((res.get("expectation_config") or {}).get("meta") or {}).get("rule", "")
+        if isinstance(vs, list) and rule.endswith(":ref") and len(vs) > REF_VALUES_SHOWN:
+            kwargs["value_set"] = vs[:REF_VALUES_SHOWN] + [f"... {len(vs) - REF_VALUES_SHOWN} more"]
+    return payload
+
+
+# --- the task ------------------------------------------------------------------------------
+
+def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str) -> dict:
+    """Validate the staged partition of ``feed`` for ``business_date``; record and return.
+
+    Never raises for a missing or unreadable partition (ingest failed at file level): the result
+    then has ``success: False`` and a ``reason``.
+    """
+    started = time.perf_counter()
+    _check_date(business_date)
+    contract = get_feed(feed)
+    out_path = settings.control_file("validation", feed, business_date)
+    result: dict[str, Any] = {
+        "feed": feed,
+        "business_date": business_date,
+        "run_id": run_id,
+        "success": False,
+        "expectations_run": 0,
+        "expectations_failed": 0,
+        "failed": [],
+        "rows_validated": 0,
+        "rows_in_partition": 0,
+        "sampled": False,
+        "engine": None,
+        "seconds": None,
+    }
+
+    def finish(**extra) -> dict:
+        result.update(extra)
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        _write_json_atomic(out_path, result)
+        return result
+
+    partition = settings.staged_partition(feed, business_date)
+    if not partition.exists():
+        reason = f"no staged partition for {feed} on {business_date} ({partition})"
+        ingest = settings.control_file("ingest", feed, business_date)
+        if ingest.exists():
+            reason += f"; see ingest result {ingest}"
+            try:
+                info = json.loads(ingest.read_text())
+                for key in ("reason", "error", "message"):
+                    if isinstance(info, dict) and info.get(key):
+                        reason += f": {info[key]}"
+                        break
+            except (OSError, ValueError):
+                pass
+        else:
+            reason += "; ingest failed at file level or did not run"
+        log.warning("validate %s %s: %s", feed, business_date, reason)
+        return finish(reason=reason)
+
+    seed = zlib.crc32(f"{feed}:{business_date}".encode())
+    try:
+        df, rows = load_partition(partition, {c.name: c.type for c in contract.columns},
+                                  settings.gx_max_rows, seed)
+    except Exception as exc:  # unreadable file: a file-level failure, recorded, not raised
+        return finish(reason=f"cannot read staged partition {partition}: {exc!r}")
+    result["rows_in_partition"] = rows
+    result["rows_validated"] = len(df)
+    result["sampled"] = len(df) < rows
+    if result["sampled"]:
+        result["sample"] = {"rows": len(df), "seed": seed, "method": "uniform without replacement"}
+
+    suite_dict = load_suite(feed)
+    params: dict[str, Any] = {BUSINESS_DATE_PARAM: f"{business_date}T00:00:00"}
+    ref_sources = {}
+    for col in contract.columns:
+        if col.ref:
+            values, from_date = reference_values(settings, business_date, *col.ref)
+            # GX re-serialises an expectation's kwargs many times per run (pydantic v1), so a
+            # 50,000-value set costs ~8 s. Pass only the referenced values that occur in the
+            # column: the verdict and the unexpected values are exactly the same.
+            present = set(df[col.name].dropna().unique()) if col.name in df.columns else set()
+            passed = sorted(present.intersection(values))
+            params[ref_param(*col.ref)] = passed
+            ref_sources[f"{col.ref[0]}.{col.ref[1]}"] = {
+                "business_date": from_date, "values": len(values), "values_passed": len(passed)}
+    if ref_sources:
+        result["references"] = ref_sources
+
+    t_read = time.perf_counter() - started
+    gx_result, version, timings = _run_gx(feed, suite_dict, df, params, run_id)
+    result["engine"] = f"great_expectations {version} pandas"
+    # report failures in suite order (GX evaluates and returns them in its own order)
+    order = {(e["type"], e["meta"].get("rule")): i for i, e in enumerate(suite_dict["expectations"])}
+    failed = sorted(
+        (_failed_entry(r) for r in gx_result.results if not r.success),
+        key=lambda f: order.get((f["expectation_type"], f["rule"]), len(order)))
+    result.update(
+        success=bool(gx_result.success),
+        expectations_run=len(gx_result.results),
+        expectations_failed=len(failed),
+        failed=failed,
+        timings={"read": round(t_read, 3), **{k: round(v, 3) for k, v in timings.items()}},
+    )
+    try:
+        _write_json_atomic(gx_results_dir(settings, business_date) / f"{feed}.json",
+                           _gx_result_for_docs(gx_result, suite_dict))
+    except Exception as exc:  # Data Docs input only: never fail the gate on it
+        log.warning("could not keep GX result for Data Docs: %r", exc)
+    return finish()
+
+
+def _run_gx(feed: str, suite_dict: dict, df, params: dict, run_id: str):
+    """Run a suite on a DataFrame with an ephemeral GX context: (result, version, timings)."""
+    _quiet_gx()
+    t_import = time.perf_counter()
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    t0 = time.perf_counter()  # importing GX the first time in a process takes seconds
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = context.data_sources.add_pandas(f"staged_{feed}").add_dataframe_asset(feed)
+    batch_definition = asset.add_batch_definition_whole_dataframe("partition")
+    suite = context.suites.add(gx.ExpectationSuite(**suite_dict))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{feed}_staged", data=batch_definition, suite=suite))
+    t1 = time.perf_counter()
+    gx_result = definition.run(
+        batch_parameters={"dataframe": df},
+        expectation_parameters=params,
+        result_format="SUMMARY",
+        run_id=RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.timezone.utc)),
+    )
+    t2 = time.perf_counter()
+    log.info("GX %s: context %.3fs, validation %.3fs", feed, t1 - t0, t2 - t1)
+    return gx_result, gx.__version__, {
+        "gx_import": t0 - t_import, "gx_context": t1 - t0, "gx_validate": t2 - t1}
+
+
+# --- Data Docs -----------------------------------------------------------------------------
+
+def build_data_docs(settings: Settings, business_date: str) -> Path:
+    """Render GX Data Docs for a date: every suite, and the date's kept validation results.
+
+    The site goes to ``settings.reports / business_date / "data_docs"``; returns its index.html.
+    """
+    _check_date(business_date)
+    _quiet_gx()
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResultSchema,
+    )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    site_dir = settings.reports / business_date / "data_docs"
+    site_dir.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(
+        site_name="midoffice",
+        site_config={
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(site_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    for path in sorted(Path(EXPECTATIONS_DIR).glob("*.json")):
+        context.suites.add(gx.ExpectationSuite(**json.loads(path.read_text())))
+
+    schema = ExpectationSuiteValidationResultSchema()
+    store = context.validation_results_store
+    for path in sorted(gx_results_dir(settings, business_date).glob("*.json")):
+        payload = json.loads(path.read_text())
+        meta = payload.get("meta") or {}
+        run = meta.get("run_id") or {}
+        run_time = run.get("run_time")
+        run_identifier = RunIdentifier(
+            run_name=run.get("run_name") or business_date,
+            run_time=dt.datetime.fromisoformat(run_time) if run_time else None,
+        )
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=path.stem),
+            run_id=run_identifier,
+            batch_identifier=f"{path.stem}-{business_date}",
+        )
+        store.set(key, schema.load(payload))
+
+    context.build_data_docs(site_names=["midoffice"])
+    index = site_dir / "index.html"
+    if not index.exists():
+        raise RuntimeError(f"GX did not build Data Docs at {index}")
+    return index
