@@ -73,7 +73,7 @@ def load_dag():
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    return bag.get_dag(DAG_ID)
+    return bag.dags[DAG_ID]
 
 
 def run_dates(settings: Settings, dates: list[str], progress=print) -> list[DateOutcome]:

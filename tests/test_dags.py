@@ -41,7 +41,7 @@ def test_daily_dag_wires_every_feed_through_ingest_and_validate(airflow_home):
 
     from midoffice.contracts import get_feed, ingest_order
 
-    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("midoffice_daily")
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["midoffice_daily"]
     for feed in ingest_order():
         ingest = dag.get_task(f"ingest_{feed}")
         assert f"validate_{feed}" in ingest.downstream_task_ids
