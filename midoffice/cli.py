@@ -69,6 +69,13 @@ def cmd_run(args) -> int:
         dates = business_dates(args.from_, args.to)
     if not dates:
         raise UsageError("no business date in the range")
+    from midoffice.pseudonym import MissingKeyError, resolve_key
+
+    try:
+        _key, source = resolve_key(settings)
+    except MissingKeyError as exc:
+        raise UsageError(str(exc))
+    print(f"pseudonymisation key: {source}", file=sys.stderr)
     outcomes = run_dates(settings, dates, progress=_progress_printer())
     failed = [o for o in outcomes if not o.ok]
     print(f"ran {len(outcomes)} business dates; published warehouse: {settings.published_db}")

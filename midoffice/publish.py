@@ -15,6 +15,7 @@ from midoffice import control
 from midoffice.config import Settings
 from midoffice.duck import connect, quote_ident as q, sql_literal_path
 from midoffice.models import load_models
+from midoffice.warehouse import refresh_run_ledger
 
 
 def _remove_leftovers(settings: Settings) -> list[str]:
@@ -35,6 +36,7 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
     con = connect(settings, settings.build_db)
     tables = {}
     try:
+        refresh_run_ledger(con, settings, business_date, run_id)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}

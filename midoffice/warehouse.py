@@ -17,6 +17,7 @@ from midoffice.contracts import Feed, ingest_order, load_contracts
 from midoffice.duck import connect, quote_ident as q, sql_literal_path
 from midoffice.gate import gates_for
 from midoffice.models import Model, load_models
+from midoffice.pseudonym import register as register_client_key, resolve_key
 
 class AuditError(RuntimeError):
     """An invariant of the built marts does not hold; nothing of the date is kept."""
@@ -175,13 +176,30 @@ def _audit_invariants(con, business_date: str, built: set[str]) -> list[str]:
     return problems
 
 
+def refresh_run_ledger(con, settings: Settings, business_date: str, run_id: str) -> None:
+    """Reload the date's pipeline_runs so the published ledger includes this run's build."""
+    _ensure_core(con)
+    con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _replace_pipeline_runs(con, settings, business_date)
+        ledger = next(m for m in load_models() if m.name == "pipeline_runs")
+        _build_model(con, ledger, business_date, run_id, control.utc_now().rstrip("Z"))
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
 def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict:
     started_at = control.utc_now()
     t0 = time.monotonic()
     feeds = ingest_order()
     gates = gates_for(settings, business_date, feeds)
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    key, _source = resolve_key(settings)  # refuse to build client identity without a key
     con = connect(settings, settings.build_db)
+    register_client_key(con, key)
     loaded: dict[str, int] = {}
     built: dict[str, int] = {}
     skipped: dict[str, str] = {}

@@ -39,15 +39,27 @@ def run_pipeline(landing: Path, home: Path, dates: list[str]):
     return run_dates(settings_from(landing, home), dates, progress=lambda m: None)
 
 
+SAMPLE_DATES = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09",
+                "2026-01-12", "2026-01-13", "2026-01-14"]
+
+
 @pytest.fixture(scope="session")
-def clean_run(tmp_path_factory, airflow_home):
-    """Three generated business dates, run through the real DAG; shared by read-only tests."""
-    root = tmp_path_factory.mktemp("clean")
-    landing = generate_landing(root / "landing", "2026-01-05", 3, 1500)
+def sample_run(tmp_path_factory, airflow_home):
+    """Eight generated business dates (1,200 trades a day, seed 7) run through the real DAG.
+
+    Shared by every test that only reads the result; a test that changes the home must use its
+    own copy. Tests compare the marts with computations of their own from the landing files.
+    """
+    root = tmp_path_factory.mktemp("sample")
+    landing = generate_landing(root / "landing", SAMPLE_DATES[0], len(SAMPLE_DATES), 1200)
     home = root / "home"
-    outcomes = run_pipeline(landing, home, ["2026-01-05", "2026-01-06", "2026-01-07"])
-    return {"landing": landing, "home": home, "outcomes": outcomes,
-            "dates": ["2026-01-05", "2026-01-06", "2026-01-07"]}
+    outcomes = run_pipeline(landing, home, SAMPLE_DATES)
+    return {"landing": landing, "home": home, "outcomes": outcomes, "dates": list(SAMPLE_DATES)}
+
+
+@pytest.fixture(scope="session")
+def clean_run(sample_run):
+    return sample_run
 
 
 def copy_landing(src: Path, dst: Path) -> Path:

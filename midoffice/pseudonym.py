@@ -1,0 +1,71 @@
+"""Pseudonymised client identity: client_key = HMAC-SHA256(key, client_id), keyed by a secret.
+
+The key comes from the environment (MIDOFFICE_PSEUDONYM_KEY) or the Airflow connection
+`midoffice_pseudonym` (its password). It is never written to the warehouse, logs or XCom: it only
+lives in this process's memory and inside the DuckDB function registered on the build's
+connection. Sample data made by `midoffice generate` (marked by a `_SAMPLE_DATA` file in the
+landing folder) runs with a clearly marked development key when no key is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from midoffice.config import DEV_PSEUDONYM_KEY, Settings
+
+KEY_ENV = "MIDOFFICE_PSEUDONYM_KEY"
+AIRFLOW_CONN_ID = "midoffice_pseudonym"
+SAMPLE_MARKER = "_SAMPLE_DATA"
+KEY_CHARS = 20  # 80 bits of the HMAC: collision-free for any realistic client file
+
+
+class MissingKeyError(RuntimeError):
+    pass
+
+
+def _from_airflow() -> str | None:
+    try:
+        from airflow.sdk import BaseHook
+    except Exception:
+        return None
+    try:
+        return BaseHook.get_connection(AIRFLOW_CONN_ID).password or None
+    except Exception:
+        return None
+
+
+def is_sample_landing(landing: Path) -> bool:
+    return (landing / SAMPLE_MARKER).is_file()
+
+
+def resolve_key(settings: Settings) -> tuple[bytes, str]:
+    """(key, where it came from); raises MissingKeyError outside the demo."""
+    value = os.environ.get(KEY_ENV)
+    if value:
+        return value.encode(), f"environment variable {KEY_ENV}"
+    value = _from_airflow()
+    if value:
+        return value.encode(), f"Airflow connection {AIRFLOW_CONN_ID}"
+    if is_sample_landing(settings.landing):
+        return DEV_PSEUDONYM_KEY.encode(), "DEVELOPMENT key (sample data only; never use it for real feeds)"
+    raise MissingKeyError(
+        f"no pseudonymisation key: set {KEY_ENV} or the Airflow connection {AIRFLOW_CONN_ID} "
+        f"(landing {settings.landing} is not sample data)"
+    )
+
+
+def client_key(key: bytes, client_id: str) -> str:
+    return hmac.new(key, client_id.encode("utf-8"), hashlib.sha256).hexdigest()[:KEY_CHARS]
+
+
+def register(con, key: bytes) -> None:
+    """Make `client_key(client_id)` available in SQL on this connection only."""
+    import pyarrow as pa
+
+    def _udf(ids: pa.Array) -> pa.Array:
+        return pa.array([None if v is None else client_key(key, v) for v in ids.to_pylist()], pa.string())
+
+    con.create_function("client_key", _udf, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
