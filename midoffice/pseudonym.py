@@ -65,7 +65,7 @@ def register(con, key: bytes) -> None:
     """Make `client_key(client_id)` available in SQL on this connection only."""
     import pyarrow as pa
 
-    def _udf(ids: pa.Array) -> pa.Array:
+    def _udf(ids):  # no annotations: DuckDB evaluates them to pick the function's types
         return pa.array([None if v is None else client_key(key, v) for v in ids.to_pylist()], pa.string())
 
     con.create_function("client_key", _udf, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)

@@ -197,13 +197,13 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
     feeds = ingest_order()
     gates = gates_for(settings, business_date, feeds)
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    key, _source = resolve_key(settings)  # refuse to build client identity without a key
     con = connect(settings, settings.build_db)
-    register_client_key(con, key)
     loaded: dict[str, int] = {}
     built: dict[str, int] = {}
     skipped: dict[str, str] = {}
     try:
+        key, _source = resolve_key(settings)  # refuse to build client identity without a key
+        register_client_key(con, key)
         _ensure_core(con)
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
         con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])
