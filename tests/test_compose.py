@@ -1,0 +1,58 @@
+"""docker-compose.yml describes the same deployment the scheduler tests run natively.
+
+Docker does not run on the CI machine, so this checks the file against the native
+configuration (tests/airflow_cluster.py): services, commands, settings, mounts, secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from airflow_cluster import CELERY_SETTINGS, CLUSTER_SETTINGS
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+AIRFLOW_SERVICES = {
+    "airflow-api-server": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",
+}
+
+
+def test_every_component_of_the_native_deployment_is_a_service():
+    services = COMPOSE["services"]
+    assert {"postgres", "redis", "airflow-init", *AIRFLOW_SERVICES} <= set(services)
+    for name, command in AIRFLOW_SERVICES.items():
+        assert services[name]["command"].startswith(f"airflow {command}"), name
+    assert "airflow db migrate" in services["airflow-init"]["command"]
+    assert "pools set midoffice_warehouse 1" in services["airflow-init"]["command"]
+    assert services["airflow-worker"]["deploy"]["replicas"] >= 2
+
+
+def test_airflow_services_share_the_native_settings():
+    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+        env = COMPOSE["services"][name]["environment"]
+        missing = [k for k in (*CLUSTER_SETTINGS, *CELERY_SETTINGS) if k not in env]
+        assert not missing, f"{name} lacks {missing}"
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+        assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        volumes = COMPOSE["services"][name]["volumes"]
+        assert "./dags:/opt/midoffice/dags:ro" in volumes
+        assert any(v.startswith("midoffice-data:") for v in volumes)
+
+
+def test_no_password_or_secret_has_a_default():
+    text = (REPO / "docker-compose.yml").read_text()
+    secrets = ["POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "AIRFLOW_FERNET_KEY", "MIDOFFICE_PSEUDONYM_KEY"]
+    for secret in secrets:
+        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        assert uses, f"{secret} is not used"
+        assert all(u.startswith(":?") for u in uses), f"{secret} must be required (${{{secret}:?...}}), not defaulted"
+    # nothing that looks like a literal password in a connection string
+    assert not re.search(r"://[^:/@\s]+:(?!\$\{)[^@\s]+@", text)
