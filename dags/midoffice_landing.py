@@ -43,4 +43,5 @@ with DAG(
         trigger_dag_id="midoffice_daily",
         logical_date=None,
         skip_when_already_exists=True,
+        max_active_tis_per_dagrun=1,  # trigger in date order, so dates queue oldest first
     ).expand_kwargs(new_business_dates())
