@@ -87,6 +87,20 @@ def resolve_file(landing: Path, business_date: str, feed: Feed, entry: ManifestE
     return candidate
 
 
+def feed_delivered(landing: Path, business_date: str, feed_name: str) -> bool:
+    """True once the date's manifest lists the feed and the file it names is there."""
+    from midoffice.contracts import get_feed
+
+    feed = get_feed(feed_name)
+    try:
+        entry = manifest_entry(read_manifest(landing, business_date), business_date, feed)
+        resolve_file(landing, business_date, feed, entry)
+    except FileLevelError as exc:
+        return "file missing" not in exc.cause and "not in the manifest" not in exc.cause \
+            and "manifest missing" not in exc.cause
+    return True
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

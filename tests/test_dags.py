@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,19 +22,22 @@ def test_dag_files_import_without_errors(airflow_home):
 
 
 def test_dag_files_parse_in_under_a_second_without_heavy_imports(airflow_home):
-    # Airflow itself is imported first: what counts is the DAG file's own cost.
+    # Airflow itself is imported first: what counts is the DAG file's own cost, in CPU time
+    # (a busy machine stretches wall time, not the work parsing does).
     for path in DAG_FILES:
         code = (
             "import sys, time, runpy, airflow.sdk, pendulum\n"
-            "t = time.perf_counter()\n"
+            "t = time.process_time()\n"
             f"runpy.run_path({str(path)!r})\n"
-            "print(time.perf_counter() - t)\n"
-            "print(','.join(m for m in ('duckdb', 'great_expectations', 'pandas', 'pyarrow') if m in sys.modules))\n"
+            "print('PARSE_SECONDS', time.process_time() - t)\n"
+            "print('HEAVY_IMPORTS', ','.join(m for m in ('duckdb', 'great_expectations', 'pandas', 'pyarrow') if m in sys.modules))\n"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             cwd=REPO).stdout.split("\n")
-        assert float(out[0]) < 1.0, f"{path.name} took {out[0]}s to parse"
-        assert out[1] == "", f"{path.name} imports {out[1]} at parse time"
+        stdout = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=REPO).stdout
+        seconds = float(re.search(r"^PARSE_SECONDS (\S+)$", stdout, re.M).group(1))
+        heavy = re.search(r"^HEAVY_IMPORTS ?(.*)$", stdout, re.M).group(1)
+        assert seconds < 1.0, f"{path.name} took {seconds}s of CPU to parse"
+        assert heavy == "", f"{path.name} imports {heavy} at parse time"
 
 
 def test_daily_dag_wires_every_feed_through_ingest_and_validate(airflow_home):

@@ -1,0 +1,174 @@
+"""Benchmarks: one business date end to end and per stage, against a plain-DuckDB yardstick.
+
+    .venv/bin/python bench/run.py                       # 100k and 1M trades a day
+    .venv/bin/python bench/run.py --trades 10000000     # the big one (needs ~15 GB of disk)
+    .venv/bin/python bench/run.py --history 60 --trades 100000   # date 61 against date 1
+
+Every measurement runs in a fresh subprocess, so peak RSS (ru_maxrss of that child) is the
+stage's own. Results are appended to bench/out/results.jsonl and printed as a Markdown table for
+bench/RESULTS.md. Nothing here is asserted: numbers are for people, not for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+START = "2026-01-05"
+
+STAGE_DRIVER = r"""
+import json, sys, time
+from midoffice.config import settings_from
+from midoffice.contracts import ingest_order
+from midoffice.ingest import ingest_feed
+from midoffice.stages import validate_and_gate
+from midoffice.warehouse import build_warehouse
+from midoffice.publish import publish
+from midoffice.report import build_report
+landing, home, day, stage = sys.argv[1:5]
+s = settings_from(landing, home)
+t = time.perf_counter()
+if stage == "ingest":
+    for f in ingest_order():
+        r = ingest_feed(s, day, f, "bench")
+        assert r["status"] == "LOADED", r
+elif stage == "validate":
+    for f in ingest_order():
+        validate_and_gate(s, day, f, "bench")
+elif stage == "build":
+    build_warehouse(s, day, "bench")
+elif stage == "publish":
+    publish(s, day, "bench")
+elif stage == "report":
+    build_report(s, day, "bench")
+print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+def timed_child(args: list[str]) -> tuple[float, float]:
+    """Wall time and exact peak RSS of one child via GNU time."""
+    t = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *args], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    peak_kb = int(proc.stderr.strip().splitlines()[-1])
+    return wall, peak_kb / 1024
+
+
+def generate(landing: Path, trades: int, days: int) -> tuple[float, float]:
+    if (landing / "_SAMPLE_DATA").exists():
+        return 0.0, 0.0
+    return timed_child([PY, "-m", "midoffice.cli", "generate", "--out", str(landing), "--start", START,
+                        "--days", str(days), "--trades-per-day", str(trades)])
+
+
+def yardstick(landing: Path, day: str, work: Path) -> float:
+    """Plain DuckDB: load every feed's file for the date into a persistent DB and compute the
+    marts' core (exposure, feed counts), no orchestration, validation or bookkeeping."""
+    code = f"""
+import duckdb, time, os
+db = {str(work / 'yardstick.duckdb')!r}
+if os.path.exists(db): os.remove(db)
+con = duckdb.connect(db, config={{"memory_limit": "4GB", "threads": 2}})
+t = time.perf_counter()
+d = {str(landing / day)!r}
+for f in ["books", "instruments", "fx_rates", "limits", "targets", "client_activity", "trades", "settlements", "positions", "gl_entries"]:
+    con.execute(f"CREATE TABLE {{f}} AS SELECT * FROM read_csv('{{d}}/{{f}}.csv', header=true)")
+con.execute(f"CREATE TABLE prices AS SELECT * FROM read_parquet('{{d}}/prices.parquet')")
+con.execute(f"CREATE TABLE clients AS SELECT * FROM read_json('{{d}}/clients.jsonl', format='newline_delimited')")
+con.execute('''
+CREATE TABLE risk_exposure AS
+WITH p AS (SELECT holder_type, holder_id, instrument_id, sum(quantity) q FROM positions GROUP BY ALL),
+c AS (SELECT instrument_id, arg_max(close_price, price_date) px FROM prices GROUP BY 1),
+x AS (SELECT currency, arg_max(usd_per_unit, rate_date) fx FROM fx_rates GROUP BY 1)
+SELECT p.*, c.px, x.fx, p.q * c.px * x.fx AS mv, i.asset_class
+FROM p JOIN instruments i USING (instrument_id) JOIN c USING (instrument_id) JOIN x ON x.currency = i.currency''')
+con.execute("CREATE TABLE trade_current AS SELECT trade_id, arg_max(event_type, version) ev, arg_max(commission, version) c FROM trades GROUP BY 1")
+con.execute("CHECKPOINT")
+print(time.perf_counter() - t)
+"""
+    proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
+    return float(proc.stdout.strip())
+
+
+def one_date(trades: int, out: Path) -> dict:
+    root = out / f"t{trades}"
+    landing, work = root / "landing", root / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    gen_s, gen_mb = generate(landing, trades, 1)
+    result = {"trades_per_day": trades, "generate_s": round(gen_s, 2), "generate_peak_mb": round(gen_mb)}
+    # Per stage, each in its own process.
+    home = root / "home_stages"
+    for stage in ["ingest", "validate", "build", "publish", "report"]:
+        wall, mb = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(home), START, stage])
+        result[f"{stage}_s"], result[f"{stage}_peak_mb"] = round(wall, 2), round(mb)
+    # End to end through the DAG (dag.test()), as a user runs it.
+    home_e2e = root / "home_e2e"
+    env_home = root / "airflow"
+    os.environ["AIRFLOW_HOME"] = str(env_home)
+    wall, mb = timed_child([PY, "-m", "midoffice.cli", "run", "--landing", str(landing), "--home", str(home_e2e),
+                            "--date", START])
+    result["end_to_end_s"], result["end_to_end_peak_mb"] = round(wall, 2), round(mb)
+    result["yardstick_s"] = round(yardstick(landing, START, work), 2)
+    result["ratio_to_yardstick"] = round(result["end_to_end_s"] / result["yardstick_s"], 2)
+    return result
+
+
+def history(trades: int, days: int, out: Path) -> dict:
+    """Time of date 1 and of date days+1 (after `days` dates of history), same volume."""
+    root = out / f"hist{trades}x{days}"
+    landing = root / "landing"
+    generate(landing, trades, days + 1)
+    dates = sorted(p.name for p in landing.iterdir() if p.is_dir())
+    home = root / "home"
+    times = {}
+    for i, d in enumerate(dates):
+        for stage in ["ingest", "validate", "build", "publish"]:
+            wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(home), d, stage])
+            times.setdefault(d, 0.0)
+            times[d] += wall
+    first, last = times[dates[0]], times[dates[-1]]
+    return {"trades_per_day": trades, "history_dates": days, "date_1_s": round(first, 2),
+            f"date_{days + 1}_s": round(last, 2), "ratio": round(last / first, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--trades", default="100000,1000000")
+    p.add_argument("--history", type=int, default=0, help="also time date N+1 after N dates")
+    p.add_argument("--out", default=str(REPO / "bench" / "out"))
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+               "date": date.today().isoformat()}
+    rows = []
+    for trades in [int(x) for x in args.trades.split(",")]:
+        if args.history:
+            r = history(trades, args.history, out)
+        else:
+            r = one_date(trades, out)
+        r.update(machine)
+        rows.append(r)
+        with (out / "results.jsonl").open("a") as fh:
+            fh.write(json.dumps(r) + "\n")
+        print(json.dumps(r), flush=True)
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
