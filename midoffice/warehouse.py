@@ -205,6 +205,9 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         key, _source = resolve_key(settings)  # refuse to build client identity without a key
         register_client_key(con, key)
         _ensure_core(con)
+        # One thread: DOUBLE sums then add up in one order every time, so a rerun gives the
+        # same bits (byte-for-byte idempotent marts); ingest, the heavy part, keeps its threads.
+        con.execute("SET threads = 1")
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
         con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])
         con.execute("SET VARIABLE var_scenarios = ?", [settings.var_scenarios])
