@@ -70,7 +70,9 @@ def cmd_run(args) -> int:
     if not dates:
         raise UsageError("no business date in the range")
     from midoffice.pseudonym import MissingKeyError, resolve_key
+    from midoffice.runner import prepare_airflow
 
+    prepare_airflow(settings)  # before anything imports airflow: it reads AIRFLOW_HOME once
     try:
         _key, source = resolve_key(settings)
     except MissingKeyError as exc:
