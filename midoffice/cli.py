@@ -91,13 +91,19 @@ def cmd_run(args) -> int:
 
 def cmd_report(args) -> int:
     from midoffice.config import Settings, default_home
-    from midoffice.report import build_report
+    from midoffice.report import NothingPublishedForDate, ReportError, build_report
 
     home = Path(args.home).resolve() if args.home else default_home()
     settings = Settings(landing=home, home=home)
     if not settings.published_db.is_file():
         raise UsageError(f"nothing published yet in {home} (run `midoffice run` first)")
-    summary = build_report(settings, args.date.isoformat(), run_id="cli-report")
+    try:
+        summary = build_report(settings, args.date.isoformat(), run_id="cli-report")
+    except NothingPublishedForDate as exc:
+        raise UsageError(str(exc))
+    except ReportError as exc:
+        print(f"midoffice: report incomplete: {exc}", file=sys.stderr)
+        return EXIT_GATE_FAILED
     print(summary["report"])
     return EXIT_OK
 
@@ -112,6 +118,12 @@ def cmd_status(args) -> int:
     from midoffice.query import show_status
 
     return show_status(args.home)
+
+
+def cmd_dictionary(args) -> int:
+    from midoffice.dictionary import main as write_dictionary
+
+    return write_dictionary((["--out", args.out] if args.out else []) + (["--check"] if args.check else []))
 
 
 def cmd_suites(args) -> int:
@@ -157,6 +169,11 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="per date and feed: gate, rows, quarantined, last run")
     st.add_argument("--home", default=None)
     st.set_defaults(func=cmd_status)
+
+    dc = sub.add_parser("dictionary", help="write the data dictionary (docs/DATA_DICTIONARY.md)")
+    dc.add_argument("--out")
+    dc.add_argument("--check", action="store_true", help="exit 1 when the committed dictionary is stale")
+    dc.set_defaults(func=cmd_dictionary)
 
     su = sub.add_parser("suites", help="regenerate expectations/*.json from contracts/feeds.yaml")
     su.set_defaults(func=cmd_suites)

@@ -48,6 +48,10 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
         feeds = tuple(meta.get("depends_on_feeds", []))
         if not set(feeds) <= known_feeds:
             raise ContractError(f"{yml}: unknown feeds {set(feeds) - known_feeds}")
+        for c in meta["columns"]:
+            # An unquoted comma in a flow mapping silently splits a description into a new key.
+            if set(c) != {"name", "description"}:
+                raise ContractError(f"{yml}: column entry {c} must have exactly name and description (quote it)")
         columns = {c["name"]: c["description"] for c in meta["columns"]}
         for col in columns:
             if not IDENTIFIER.match(col):

@@ -1,0 +1,416 @@
+"""The data dictionary: every mart, column and feed, with lineage, from the project's own metadata.
+
+Sources: transforms/<mart>.yml (description, grain, partition, depends_on_feeds/models, example,
+columns) and contracts/feeds.yaml (the feed contracts). Two outputs:
+
+- docs/DATA_DICTIONARY.md, written by `python -m midoffice.dictionary` (or `midoffice
+  dictionary`); `--check` exits 1 when the committed file is stale (for CI).
+- reports/<date>/dictionary.html, written with the daily pack: the same content plus what the
+  published warehouse holds for that date (rows per mart, the actual column types).
+
+Column types in the Markdown come from running every model's SQL on empty core tables in an
+in-memory DuckDB (no warehouse needed, so the file is the same on every machine); a model whose
+query cannot be typed that way shows its columns without a type rather than failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from midoffice.config import REPO_ROOT, WAREHOUSE_DDL_DIR
+from midoffice.contracts import Column, Feed, load_contracts
+from midoffice.models import Model, load_models
+
+DICTIONARY_MD = REPO_ROOT / "docs" / "DATA_DICTIONARY.md"
+
+# Tables that publish.py writes beside the marts. They are not models (no transforms/*.yml), so
+# their documentation lives here; tests/test_dictionary.py fails when a published column has none.
+CONTROL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
+    "build_log": (
+        "Which marts the build rebuilt or kept for each business date, and why (a mart whose feeds "
+        "did not all pass their gate keeps its previously published rows for that date).",
+        {
+            "business_date": "Business date built.",
+            "mart": "Mart name (transforms/<mart>.yml).",
+            "status": "BUILT (rebuilt for the date) or SKIPPED (kept its previous rows).",
+            "reason": "Why a mart was skipped: the feeds or marts it depends on that did not pass.",
+            "rows": "Rows the build wrote for the date (null when skipped).",
+            "run_id": "Pipeline run that built the date.",
+        },
+    ),
+    "publication": (
+        "One row: the run and business date of the latest publication of this warehouse file.",
+        {
+            "run_id": "Pipeline run that published the file.",
+            "business_date": "Business date of that run.",
+            "published_at": "When the file was published (UTC).",
+        },
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MartDoc:
+    model: Model
+    types: dict[str, str]            # column -> SQL type ('' when unknown)
+    upstream_feeds: tuple[str, ...]  # every feed the mart depends on, directly or through marts
+    downstream: tuple[str, ...]      # marts that read this one, directly or indirectly
+
+
+# --- lineage -----------------------------------------------------------------------------------
+
+def upstream_feeds(models: list[Model]) -> dict[str, tuple[str, ...]]:
+    """Feeds each mart depends on through its whole chain: if one fails its gate, the mart
+    keeps its previous rows (the build skips a mart whose feeds failed or whose marts were skipped)."""
+    by_name = {m.name: m for m in models}
+    memo: dict[str, set[str]] = {}
+
+    def feeds_of(name: str) -> set[str]:
+        if name not in memo:
+            m = by_name[name]
+            memo[name] = set(m.depends_on_feeds).union(*(feeds_of(d) for d in m.depends_on_models if d in by_name))
+        return memo[name]
+
+    order = list(load_contracts())
+    return {m.name: tuple(f for f in order if f in feeds_of(m.name)) for m in models}
+
+
+def downstream_marts(models: list[Model]) -> dict[str, tuple[str, ...]]:
+    readers: dict[str, set[str]] = {m.name: set() for m in models}
+    for m in models:
+        for d in m.depends_on_models:
+            readers.setdefault(d, set()).add(m.name)
+
+    def closure(name: str, seen: set[str]) -> set[str]:
+        for r in readers.get(name, ()):
+            if r not in seen:
+                seen.add(r)
+                closure(r, seen)
+        return seen
+
+    order = [m.name for m in models]
+    return {m.name: tuple(n for n in order if n in closure(m.name, set())) for m in models}
+
+
+def marts_fed_by(models: list[Model]) -> dict[str, tuple[str, ...]]:
+    """feed -> marts that depend on it (directly or through other marts)."""
+    up = upstream_feeds(models)
+    return {f: tuple(m.name for m in models if f in up[m.name]) for f in load_contracts()}
+
+
+# --- column types ------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def inferred_types() -> dict[str, dict[str, str]]:
+    """Column types of every mart, by running its SQL on empty core tables (in memory)."""
+    import duckdb
+
+    from midoffice.pseudonym import register
+
+    con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "512MB",
+                                             "autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    out: dict[str, dict[str, str]] = {}
+    try:
+        register(con, b"type-inference-only")
+        con.execute((WAREHOUSE_DDL_DIR / "core.sql").read_text())
+        for feed in load_contracts().values():
+            cols = ", ".join(f'"{c.name}" {c.type}' for c in feed.columns)
+            con.execute(f'CREATE TABLE core."{feed.name}" (business_date DATE, {cols}, run_id VARCHAR)')
+        con.execute("SET VARIABLE as_of_date = DATE '2000-01-03'")
+        con.execute("SET VARIABLE reporting_currency = 'USD'")
+        con.execute("SET VARIABLE var_scenarios = 250")
+        con.execute("SET VARIABLE quarantine_threshold = 0.01")
+        for m in load_models():
+            lineage = ("CAST(NULL AS TIMESTAMP) AS loaded_at" if m.own_run_id
+                       else "CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS TIMESTAMP) AS loaded_at")
+            try:
+                con.execute(f'CREATE TABLE main."{m.name}" AS SELECT *, {lineage} FROM ({m.sql}) LIMIT 0')
+                rows = con.execute(
+                    "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' "
+                    "AND table_name = ? AND database_name = current_database() ORDER BY column_index", [m.name]
+                ).fetchall()
+                out[m.name] = dict(rows)
+            except Exception:  # untypable offline (e.g. reads a table only a real build has)
+                out[m.name] = {}
+    finally:
+        con.close()
+    return out
+
+
+def mart_docs(types: dict[str, dict[str, str]] | None = None) -> list[MartDoc]:
+    models = load_models()
+    types = inferred_types() if types is None else types
+    up, down = upstream_feeds(models), downstream_marts(models)
+    return [MartDoc(m, {c: types.get(m.name, {}).get(c, "") for c in m.columns}, up[m.name], down[m.name])
+            for m in models]
+
+
+def published_columns(con) -> dict[str, list[tuple[str, str]]]:
+    """table -> [(column, type)] of the published warehouse (main schema)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for table, col, typ in con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' ORDER BY table_name, column_index"
+    ).fetchall():
+        out.setdefault(table, []).append((col, typ))
+    return out
+
+
+def described_columns() -> dict[str, dict[str, str]]:
+    """table -> {column: description} for every table the dictionary documents."""
+    out = {m.name: dict(m.columns) for m in load_models()}
+    out.update({t: dict(cols) for t, (_, cols) in CONTROL_TABLES.items()})
+    return out
+
+
+def undocumented(published: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """'table.column' for every published column without a description."""
+    described = described_columns()
+    return [f"{t}.{c}" for t, cols in published.items() for c, _ in cols
+            if not (described.get(t, {}).get(c) or "").strip()]
+
+
+# --- feed rules in words -----------------------------------------------------------------------
+
+def column_rules(feed: Feed, c: Column) -> str:
+    rules = []
+    if c.required:
+        rules.append("not null")
+    if c.unique or feed.key == (c.name,):
+        rules.append("unique")
+    if c.values:
+        rules.append("one of " + ", ".join(c.values))
+    for op, bound in ((">=", c.min), (">", c.min_exclusive), ("<=", c.max), ("<", c.max_exclusive)):
+        if bound is not None:
+            rules.append(f"{op} {bound}")
+    if c.pattern:
+        rules.append(f"matches `{c.pattern}`")
+    if c.ref:
+        rules.append(f"in {c.ref[0]}.{c.ref[1]}")
+    if c.pii:
+        rules.append("PII (never published)")
+    return "; ".join(rules)
+
+
+# --- Markdown ----------------------------------------------------------------------------------
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _para(text: str) -> str:
+    return "\n\n".join(" ".join(p.split()) for p in str(text).split("\n") if p.strip())
+
+
+def render_markdown(docs: list[MartDoc] | None = None) -> str:
+    docs = mart_docs() if docs is None else docs
+    feeds = load_contracts()
+    models = [d.model for d in docs]
+    fed_by = marts_fed_by(models)
+    out = [
+        "# Data dictionary",
+        "",
+        "<!-- Generated by `python -m midoffice.dictionary` from transforms/*.yml and "
+        "contracts/feeds.yaml: edit those, not this file. -->",
+        "",
+        "Every mart of the published warehouse (`<home>/warehouse/marts.duckdb`), every column, where it "
+        "comes from, and the feed contracts behind it. Amounts are USD unless a column says otherwise. "
+        "Each mart holds one partition per business date (its *partition* column); query it read-only "
+        "with `midoffice query \"SQL\"`. The daily pack carries the same dictionary as "
+        "`reports/<date>/dictionary.html`, with the rows published for that date.",
+        "",
+        "## Marts",
+        "",
+        "| mart | grain | partition | feeds (all upstream) | description |",
+        "|---|---|---|---|---|",
+    ]
+    for d in docs:
+        first = _cell(d.model.description.split(". ")[0].rstrip(".")) + "."
+        out.append(f"| [{d.model.name}](#{d.model.name}) | {', '.join(d.model.grain)} | {d.model.partition} | "
+                   f"{', '.join(d.upstream_feeds) or '—'} | {first} |")
+    out += ["", "Control tables published beside the marts: "
+            + ", ".join(f"[{t}](#{t})" for t in CONTROL_TABLES) + ".", ""]
+    out += ["## Lineage", "", "Feeds (left) feed marts; a mart is rebuilt for a date only when every feed "
+            "upstream of it passed its gate, otherwise it keeps its previously published rows "
+            "(`build_log` says which).", "", "```mermaid", "flowchart LR"]
+    for f in feeds:
+        out.append(f"  feed_{f}[/{f}/]")
+    for m in models:
+        for f in m.depends_on_feeds:
+            out.append(f"  feed_{f} --> {m.name}")
+        for dep in m.depends_on_models:
+            out.append(f"  {dep} --> {m.name}")
+    out += ["```", ""]
+    for d in docs:
+        m = d.model
+        out += [f"### {m.name}", "", _para(m.description), ""]
+        out.append(f"- **Grain** (unique, not null per date): {', '.join(f'`{g}`' for g in m.grain)}")
+        out.append(f"- **Partition**: `{m.partition}` (the build replaces one business date at a time)")
+        out.append(f"- **Feeds read**: {', '.join(m.depends_on_feeds) or '—'}; **marts read**: "
+                   f"{', '.join(f'[{x}](#{x})' for x in m.depends_on_models) or '—'}")
+        out.append(f"- **Lineage**: kept from an earlier run for a date when any of these fails its gate: "
+                   f"{', '.join(d.upstream_feeds) or 'none (always rebuilt)'}")
+        if d.downstream:
+            out.append(f"- **Read by**: {', '.join(f'[{x}](#{x})' for x in d.downstream)}")
+        out += ["", "| column | type | description |", "|---|---|---|"]
+        for col, desc in m.columns.items():
+            key = " (grain)" if col in m.grain else ""
+            out.append(f"| `{col}`{key} | {d.types.get(col, '')} | {_cell(desc)} |")
+        if m.example.strip():
+            out += ["", "Example:", "", "```sql", m.example.strip(), "```"]
+        out.append("")
+    out += ["## Control tables", ""]
+    for t, (desc, cols) in CONTROL_TABLES.items():
+        out += [f"### {t}", "", desc, "", "| column | description |", "|---|---|"]
+        out += [f"| `{c}` | {_cell(v)} |" for c, v in cols.items()]
+        out.append("")
+    out += ["## Feeds", "", "The senders' files, as the contracts in `contracts/feeds.yaml` define them "
+            "(see DOMAIN §3). A record that breaks a rule is quarantined with the rule's name "
+            "(`dq_quarantine`); a feed whose quarantined share passes the threshold fails its gate.", "",
+            "| feed | file | kind | deadline (UTC) | key | marts fed |", "|---|---|---|---|---|---|"]
+    for f in feeds.values():
+        out.append(f"| [{f.name}](#feed-{f.name}) | `{f.file}` | {f.kind} | {f.deadline} | {', '.join(f.key)} | "
+                   f"{len(fed_by[f.name])} |")
+    out.append("")
+    for f in feeds.values():
+        out += [f'### <a id="feed-{f.name}"></a>Feed {f.name}', "", _para(f.description), ""]
+        out.append(f"- **File**: `{f.file}` ({f.format}), {f.kind}, due by {f.deadline} UTC; "
+                   f"**key**: {', '.join(f.key)}")
+        if f.depends_on:
+            out.append(f"- **References checked against**: {', '.join(f.depends_on)}")
+        out.append(f"- **Marts fed**: {', '.join(f'[{x}](#{x})' for x in fed_by[f.name]) or '—'}")
+        out += ["", "| column | type | rules | description |", "|---|---|---|---|"]
+        out += [f"| `{c.name}` | {c.type} | {_cell(column_rules(f, c))} | {_cell(c.description)} |" for c in f.columns]
+        if f.rules:
+            out += ["", "Row rules: " + "; ".join(f"`{r.name}`: `{_cell(r.sql)}`" for r in f.rules)]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_markdown(path: Path = DICTIONARY_MD) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(), encoding="utf-8")
+    return path
+
+
+# --- HTML (for the daily pack) -----------------------------------------------------------------
+
+HTML_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1a202c;background:#f7fafc;max-width:1200px}
+h1{margin:0 0 4px} h2{margin-top:28px} .sub{color:#4a5568;margin-bottom:16px}
+section{background:#fff;border-radius:8px;padding:12px 16px;margin-bottom:14px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+table{border-collapse:collapse;font-size:13px;width:100%} th,td{padding:4px 8px;border-bottom:1px solid #e2e8f0;text-align:left;vertical-align:top}
+th{background:#edf2f7} code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+pre{background:#f1f5f9;padding:8px;border-radius:6px;overflow-x:auto}
+.tag{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;background:#e2e8f0;margin-right:4px}
+.absent{background:#fed7d7} .present{background:#c6f6d5} .muted{color:#718096}
+nav a{margin-right:10px;white-space:nowrap}
+"""
+
+
+def _e(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def render_html(business_date: str | None = None, published: dict[str, list[tuple[str, str]]] | None = None,
+                rows: dict[str, int] | None = None, back_link: str | None = "index.html") -> str:
+    """The dictionary as one self-contained page; with `published`, say what the warehouse holds."""
+    published = published or {}
+    rows = rows or {}
+    docs = mart_docs({t: dict(cols) for t, cols in published.items()} or None)
+    feeds = load_contracts()
+    fed_by = marts_fed_by([d.model for d in docs])
+    title = "Data dictionary" + (f" — {business_date}" if business_date else "")
+    parts = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+             f'<link rel="icon" href="data:,"><style>{HTML_CSS}</style></head><body>',
+             f"<h1>{_e(title)}</h1>"]
+    sub = "Every mart and column of the published warehouse, its lineage, and the feed contracts."
+    if back_link:
+        sub += f' <a href="{_e(back_link)}">Back to the daily pack</a>.'
+    parts.append(f'<div class="sub">{sub}</div>')
+    parts.append("<nav>" + "".join(f'<a href="#{d.model.name}">{d.model.name}</a>' for d in docs)
+                 + "".join(f'<a href="#{t}">{t}</a>' for t in CONTROL_TABLES)
+                 + "".join(f'<a href="#feed-{f}">feed {f}</a>' for f in feeds) + "</nav>")
+    parts.append("<h2>Marts</h2>")
+    for d in docs:
+        m = d.model
+        here = m.name in published
+        state = (f'<span class="tag present">published: {rows[m.name]:,} row{"" if rows[m.name] == 1 else "s"} '
+                 f'for {_e(business_date)}</span>'
+                 if here and m.name in rows else
+                 '<span class="tag present">published</span>' if here else
+                 '<span class="tag absent">not in the published warehouse</span>' if published else "")
+        actual = dict(published.get(m.name, []))
+        body = "".join(
+            f"<tr><td><code>{_e(c)}</code>{' <span class=muted>(grain)</span>' if c in m.grain else ''}</td>"
+            f"<td>{_e(actual.get(c) or d.types.get(c, ''))}</td><td>{_e(desc)}</td></tr>"
+            for c, desc in m.columns.items())
+        extra = [c for c in actual if c not in m.columns]
+        body += "".join(f'<tr><td><code>{_e(c)}</code></td><td>{_e(actual[c])}</td>'
+                        f'<td class="absent">undocumented</td></tr>' for c in extra)
+        parts.append(
+            f'<section id="{m.name}"><h3>{_e(m.name)} {state}</h3>'
+            + "".join(f"<p>{_e(p)}</p>" for p in _para(m.description).split("\n\n"))
+            + f"<p><b>Grain</b>: {_e(', '.join(m.grain))} · <b>partition</b>: {_e(m.partition)} · "
+              f"<b>feeds read</b>: {_e(', '.join(m.depends_on_feeds) or '—')} · <b>marts read</b>: "
+            + (", ".join(f'<a href="#{x}">{x}</a>' for x in m.depends_on_models) or "—")
+            + f"<br><b>Upstream feeds</b> (the mart keeps its previous rows for a date when one fails its gate): "
+              f"{_e(', '.join(d.upstream_feeds) or 'none')}"
+            + ("<br><b>Read by</b>: " + ", ".join(f'<a href="#{x}">{x}</a>' for x in d.downstream) if d.downstream else "")
+            + "</p><table><thead><tr><th>column</th><th>type</th><th>description</th></tr></thead>"
+            + f"<tbody>{body}</tbody></table>"
+            + (f"<p><b>Example</b></p><pre>{_e(m.example.strip())}</pre>" if m.example.strip() else "")
+            + "</section>")
+    parts.append("<h2>Control tables</h2>")
+    for t, (desc, cols) in CONTROL_TABLES.items():
+        parts.append(f'<section id="{t}"><h3>{t}</h3><p>{_e(desc)}</p><table><thead><tr><th>column</th>'
+                     "<th>description</th></tr></thead><tbody>"
+                     + "".join(f"<tr><td><code>{_e(c)}</code></td><td>{_e(v)}</td></tr>" for c, v in cols.items())
+                     + "</tbody></table></section>")
+    parts.append("<h2>Feeds</h2>")
+    for f in feeds.values():
+        parts.append(
+            f'<section id="feed-{f.name}"><h3>feed {_e(f.name)}</h3><p>{_e(f.description)}</p>'
+            f"<p><b>File</b>: <code>{_e(f.file)}</code> ({_e(f.format)}), {_e(f.kind)}, due {_e(f.deadline)} UTC · "
+            f"<b>key</b>: {_e(', '.join(f.key))}"
+            + (f" · <b>references</b>: {_e(', '.join(f.depends_on))}" if f.depends_on else "")
+            + "<br><b>Marts fed</b>: " + (", ".join(f'<a href="#{x}">{x}</a>' for x in fed_by[f.name]) or "—")
+            + "</p><table><thead><tr><th>column</th><th>type</th><th>rules</th><th>description</th></tr></thead><tbody>"
+            + "".join(f"<tr><td><code>{_e(c.name)}</code></td><td>{_e(c.type)}</td><td>{_e(column_rules(f, c))}</td>"
+                      f"<td>{_e(c.description)}</td></tr>" for c in f.columns)
+            + "</tbody></table>"
+            + ("<p><b>Row rules</b>: " + "; ".join(f"<code>{_e(r.name)}</code>: <code>{_e(r.sql)}</code>" for r in f.rules)
+               + "</p>" if f.rules else "")
+            + "</section>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="midoffice dictionary",
+                                description="Write the data dictionary (docs/DATA_DICTIONARY.md).")
+    p.add_argument("--out", default=str(DICTIONARY_MD), help="where to write (default docs/DATA_DICTIONARY.md)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date; write nothing")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else ""
+        if current != render_markdown():
+            print(f"{out} is stale: run `python -m midoffice.dictionary`", file=sys.stderr)
+            return 1
+        print(f"{out} is up to date")
+        return 0
+    print(write_markdown(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

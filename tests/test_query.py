@@ -1,0 +1,221 @@
+"""`midoffice query` and `midoffice status`: read-only, readable, streamable, safe while publishing."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def published_rows(home: Path, sql: str, params=()) -> tuple[list[str], list[tuple]]:
+    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+    try:
+        cur = con.execute(sql, list(params))
+        return [d[0] for d in cur.description], cur.fetchall()
+    finally:
+        con.close()
+
+
+def query(sql: str, home: Path, fmt: str = "table") -> tuple[int, str]:
+    from midoffice.query import run_query
+
+    out = io.StringIO()
+    code = run_query(sql, str(home), fmt, out=out)
+    return code, out.getvalue()
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "midoffice.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ), **kw)
+
+
+# --- table output ---------------------------------------------------------------------------------
+
+def test_table_output_is_aligned_numbers_right_text_left_long_text_cut(sample_run):
+    home = sample_run["home"]
+    sql = ("SELECT feed, loaded_rows, quarantined_share, repeat('x', 100) AS long_text, NULL AS nothing "
+           "FROM dq_feed_health WHERE business_date = '2026-01-05' ORDER BY feed")
+    code, text = query(sql, home)
+    assert code == 0
+    lines = text.rstrip("\n").split("\n")
+    header, rule, body, footer = lines[0], lines[1], lines[2:-1], lines[-1]
+    assert footer == "(12 rows)" and len(body) == 12
+    widths = [len(dash) for dash in rule.split("  ")]
+    starts = [sum(widths[:i]) + 2 * i for i in range(len(widths))]
+    _, rows = published_rows(home, sql)
+    for line, row in zip(body, rows):
+        cells = [line[s:s + w] for s, w in zip(starts, widths)]
+        assert cells[0].rstrip() == row[0] and cells[0].startswith(row[0])                  # text left
+        assert cells[1].lstrip() == f"{row[1]:,}" and cells[1].endswith(f"{row[1]:,}")     # number right
+        assert len(cells[3].strip()) == 40 and cells[3].strip().endswith("…")              # cut at 40
+        assert line.rstrip().endswith("NULL")
+    assert header.split() == ["feed", "loaded_rows", "quarantined_share", "long_text", "nothing"]
+
+
+def test_csv_and_json_output_equal_the_warehouse(sample_run):
+    home = sample_run["home"]
+    sql = ("SELECT as_of_date, holder_type, holder_id, instrument_id, market_value_usd FROM risk_exposure "
+           "WHERE as_of_date = '2026-01-06' ORDER BY ALL")
+    headers, rows = published_rows(home, sql)
+    code, text = query(sql, home, "csv")
+    assert code == 0
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == headers and len(parsed) == len(rows) + 1
+    for got, want in zip(parsed[1:], rows):
+        assert got[:4] == [str(v) for v in want[:4]]
+        assert (got[4] == "" and want[4] is None) or float(got[4]) == want[4]  # exact: repr round-trips
+    code, text = query(sql, home, "json")
+    assert code == 0
+    objects = json.loads(text)
+    assert [list(o) for o in objects[:1]] == [headers]
+    assert [(o["as_of_date"], o["holder_id"], o["market_value_usd"]) for o in objects] == \
+        [(str(r[0]), r[2], r[4]) for r in rows]
+
+
+def test_bad_sql_and_missing_warehouse_exit_2_with_a_message(sample_run, tmp_path):
+    proc = cli("query", "SELECT nope FROM risk_exposure", "--home", str(sample_run["home"]))
+    assert proc.returncode == 2 and "query failed" in proc.stderr and "nope" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = cli("query", "SELECT 1", "--home", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "nothing published yet" in proc.stderr
+    proc = cli("status", "--home", str(tmp_path / "empty"))
+    assert proc.returncode == 2 and "nothing published yet" in proc.stderr
+
+
+# --- read-only ------------------------------------------------------------------------------------
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_query_cannot_write_or_reach_outside_the_warehouse(sample_run, tmp_path):
+    home = sample_run["home"]
+    db = home / "warehouse" / "marts.duckdb"
+    before = _sha(db)
+    secret = tmp_path / "elsewhere.csv"
+    secret.write_text("a\n1\n")
+    escape = tmp_path / "out.csv"
+    attempts = [
+        "CREATE TABLE hack AS SELECT 1 AS x",
+        "DELETE FROM risk_exposure",
+        "UPDATE dq_feed_health SET gate = 'PASS'",
+        f"COPY (SELECT 1) TO '{escape}'",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+        "SET enable_external_access = true",
+        "INSTALL httpfs",
+    ]
+    for sql in attempts:
+        code, _ = query(sql, home)
+        assert code == 2, sql
+    assert not escape.exists() and not (tmp_path / "other.duckdb").exists()
+    assert _sha(db) == before
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+def test_status_shows_every_date_and_feed_with_gate_rows_quarantined_and_last_run(sample_run):
+    from midoffice.query import show_status
+
+    out = io.StringIO()
+    assert show_status(str(sample_run["home"]), out=out) == 0
+    lines = out.getvalue().rstrip("\n").split("\n")
+    header = lines[0].split()
+    assert header[:8] == ["business_date", "feed", "gate", "received", "loaded", "quarantined", "freshness", "last_run"]
+    body = [line.split() for line in lines[2:] if line[:4].isdigit()]
+    # received and loaded equal the sender's manifests (the clean sample quarantines nothing)
+    landing = sample_run["landing"]
+    expected = {}
+    for d in sample_run["dates"]:
+        manifest = json.loads((landing / d / "_manifest.json").read_text())
+        for feed, entry in manifest["feeds"].items():
+            expected[(d, feed)] = entry["rows"]
+    assert {(r[0], r[1]) for r in body} == set(expected)
+    _, runs = published_rows(sample_run["home"],
+                             "SELECT CAST(business_date AS VARCHAR), arg_max(run_id, finished_at) FROM pipeline_runs GROUP BY 1")
+    last_run = dict(runs)
+    for r in body:
+        rows = f"{expected[(r[0], r[1])]:,}"
+        assert r[2] == "PASS" and r[3] == rows and r[4] == rows and r[5] == "0", r
+        assert r[7] == last_run[r[0]] and r[8] == "SUCCESS", r
+    assert "every feed passed its gate" in lines[-1] and f"{len(sample_run['dates'])} business dates" in lines[-1]
+
+
+# --- pipes ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["query", "SELECT * FROM risk_exposure", "--format", "csv"],
+    ["query", "SELECT * FROM risk_var_scenarios", "--format", "json"],
+    ["query", "SELECT * FROM risk_exposure"],
+    ["status"],
+])
+def test_a_closed_pipe_ends_quietly(sample_run, args):
+    """`midoffice query ... | head -1`: no traceback, exit status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "midoffice.cli", *args, "--home", str(sample_run["home"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=dict(os.environ))
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert first and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+# --- while the pipeline writes ---------------------------------------------------------------------
+
+WRITER = """
+import sys
+from midoffice.config import settings_from
+from midoffice.publish import publish
+from midoffice.warehouse import build_warehouse
+settings = settings_from(sys.argv[1], sys.argv[2])
+for i in range(2):
+    run_id = f"concurrent-{i}"
+    build_warehouse(settings, sys.argv[3], run_id)
+    publish(settings, sys.argv[3], run_id)
+    print("published", run_id, flush=True)
+"""
+
+
+def test_queries_work_while_another_process_builds_and_publishes(sample_run, tmp_path):
+    """A build + publish runs twice in another process while queries run here: every query
+    succeeds, sees a complete warehouse, and the queries see the publications change."""
+    home = tmp_path / "home"
+    shutil.copytree(sample_run["home"], home, ignore=shutil.ignore_patterns("reports", "airflow", "tmp"))
+    d = sample_run["dates"][-1]
+    _, (expected,) = published_rows(home, "SELECT count(*) FROM risk_exposure")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(sample_run["landing"]), str(home), d],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+    seen, queries = [], 0
+    try:
+        while writer.poll() is None:
+            code, text = query("SELECT (SELECT run_id FROM publication) AS run_id, "
+                               "(SELECT count(*) FROM risk_exposure) AS exposure_rows", home, "json")
+            assert code == 0
+            row = json.loads(text)[0]
+            assert row["exposure_rows"] == expected[0]  # a whole warehouse, never a half-written one
+            if not seen or seen[-1] != row["run_id"]:
+                seen.append(row["run_id"])
+            queries += 1
+        out, err = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, err[-3000:]
+    assert out.count("published") == 2
+    code, text = query("SELECT run_id FROM publication", home, "json")
+    assert json.loads(text)[0]["run_id"] == "concurrent-1"
+    # the queries overlapped the writer: they saw the original publication and at least one new one
+    assert len(seen) >= 2 and seen[-1] in ("concurrent-0", "concurrent-1"), (seen, queries)

@@ -1,0 +1,482 @@
+"""The daily pack, loaded in headless Chromium: no console errors, no network, figures equal the marts.
+
+Chromium is driven through the DevTools protocol (its `--remote-debugging-port`, a tiny client
+over the `websockets` package): every console message, exception, log entry and network request
+of the page is recorded, and the page's DOM is read after it loaded. The KPI tiles and chart bars
+carry their source (data-mart, data-column) and unrounded value (data-value); each is compared
+with a query of this test's own on the published warehouse, and the visible (rounded) text with
+the same value.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                  "--remote-debugging-port=0", "--window-size=1400,1000"]
+
+pytestmark = pytest.mark.slow
+
+
+# --- a minimal DevTools-protocol client ---------------------------------------------------------
+
+class Chromium:
+    """Headless Chromium with a fresh profile, driven over its DevTools websocket."""
+
+    def __init__(self) -> None:
+        if not CHROMIUM.exists():
+            pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+        from websockets.sync.client import connect
+
+        self.profile = tempfile.mkdtemp(prefix="midoffice-chromium-")
+        self.proc = subprocess.Popen([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        url = None
+        for line in self.proc.stderr:  # Chromium prints its websocket address on stderr
+            found = re.search(r"DevTools listening on (ws://\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        # keep draining Chromium's stderr (dbus noise): a full pipe would block the browser
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+        if not url:
+            self.proc.kill()
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise RuntimeError("Chromium did not start its DevTools endpoint")
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(url, max_size=None, open_timeout=60))
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def _recv(self, deadline: float) -> dict:
+        return json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        msg_id = next(self.ids)
+        message = {"id": msg_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.ws.send(json.dumps(message))
+        deadline = time.monotonic() + 120
+        while True:
+            reply = self._recv(deadline)
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.events:
+                if event.get("method") == method:
+                    return event
+            self.events.append(self._recv(deadline))
+
+    def load(self, url: str) -> str:
+        """Open a new tab with every event domain on, navigate, wait for the load event."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            self.call(f"{domain}.enable", session)
+        self.events.clear()
+        self.call("Page.navigate", session, url=url)
+        self.wait_for("Page.loadEventFired")
+        self.call("Runtime.evaluate", session, expression="1", returnByValue=True)  # drain late events
+        return session
+
+    def evaluate(self, session: str, expression: str):
+        result = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def screenshot(self, session: str, path: Path) -> Path:
+        height = self.evaluate(session, "document.documentElement.scrollHeight")
+        data = self.call("Page.captureScreenshot", session, format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": 1400, "height": height, "scale": 1})["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def problems(self) -> list[str]:
+        """Console errors, uncaught exceptions and error log entries seen so far."""
+        out = []
+        for e in self.events:
+            method, params = e.get("method"), e.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                out.append(f"exception: {params['exceptionDetails'].get('text')}")
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert", "warning"):
+                out.append(f"console.{params['type']}: {params.get('args')}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] in ("error", "warning"):
+                out.append(f"log {params['entry']['level']}: {params['entry'].get('text')} {params['entry'].get('url', '')}")
+        return out
+
+    def requests(self) -> list[str]:
+        return [e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+
+    def close(self) -> None:
+        try:
+            self._stack.close()  # closes the websocket
+        except Exception:
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+DOM_FIGURES = """JSON.stringify({
+  tiles: [...document.querySelectorAll('.tile[data-kpi]')].map(t => ({
+      key: t.dataset.kpi, mart: t.dataset.mart || null, column: t.dataset.column || null,
+      value: t.dataset.value === undefined ? null : t.dataset.value, state: t.dataset.state || null,
+      text: t.querySelector('.v').textContent, caption: (t.querySelector('.s') || {}).textContent || ''})),
+  figures: [...document.querySelectorAll('[data-mart][data-column]')].map(e => ({
+      tag: e.tagName.toLowerCase(), mart: e.dataset.mart, column: e.dataset.column,
+      member: e.dataset.member === undefined ? null : e.dataset.member,
+      value: e.dataset.value === undefined ? null : e.dataset.value})),
+  sections: [...document.querySelectorAll('main > section')].map(s => ({
+      id: s.id, text: s.textContent, failed: !!s.querySelector('[data-state=failed]'),
+      na: [...s.querySelectorAll('[data-state=not-available]')].map(e => e.textContent)})),
+  charts: document.querySelectorAll('svg.chart').length,
+  captions: [...document.querySelectorAll('figure')].map(f => !!f.querySelector('.src') || !!f.querySelector('[data-state=not-available]')),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
+})"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = Chromium()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture(scope="module")
+def last_date(sample_run) -> str:
+    return sample_run["dates"][-1]
+
+
+@pytest.fixture(scope="module")
+def pack(sample_run, browser, last_date, tmp_path_factory):
+    """The pack the pipeline built for the last sample date, as Chromium shows it."""
+    page = sample_run["home"] / "reports" / last_date / "index.html"
+    session = browser.load(page.as_uri())
+    dom = json.loads(browser.evaluate(session, DOM_FIGURES))
+    shot = browser.screenshot(session, tmp_path_factory.mktemp("screens") / f"pack-{last_date}.png")
+    return {"page": page, "dom": dom, "problems": browser.problems(), "requests": browser.requests(),
+            "screenshot": shot}
+
+
+def published(home: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+
+
+# --- the visible text, read back as a number -----------------------------------------------------
+
+UNITS = {"bn": 1e9, "m": 1e6, "k": 1e3}
+
+
+def parse_shown(text: str) -> tuple[float, float]:
+    """'1.23 bn' -> (1.23e9, half a unit of the last digit shown); also '45.6 %', '1,234', '12 / 12'."""
+    text = text.strip().split(" / ")[0]
+    m = re.fullmatch(r"(-?[\d,]+(?:\.(\d+))?)\s*(bn|m|k|%)?", text)
+    assert m, f"not a number as shown: {text!r}"
+    digits = len(m.group(2) or "")
+    scale = UNITS.get(m.group(3), 0.01 if m.group(3) == "%" else 1.0)
+    return float(m.group(1).replace(",", "")) * scale, 0.5 * 10 ** -digits * scale
+
+
+# Each KPI as this test computes it from the published marts (written apart from midoffice.report).
+KPI_FROM_KPI_DAILY = {
+    "firm_gross_exposure_usd", "firm_net_exposure_usd", "firm_var_99_usd", "limits_breach", "limits_warning",
+    "recon_match_rate", "open_breaks", "breaks_over_5bd", "settlement_efficiency", "active_clients",
+    "revenue_mtd_usd", "cost_to_income_mtd", "feeds_passed",
+}
+KPI_FROM_SOURCE_MART = {
+    ("firm_gross_exposure_usd", "risk_exposure"):
+        "SELECT sum(abs(market_value_usd)) FROM risk_exposure WHERE as_of_date = $d AND holder_type = 'BOOK'",
+    ("firm_net_exposure_usd", "risk_exposure"):
+        "SELECT sum(market_value_usd) FROM risk_exposure WHERE as_of_date = $d AND holder_type = 'BOOK'",
+    ("firm_var_99_usd", "risk_var"): "SELECT var_99 FROM risk_var WHERE as_of_date = $d AND portfolio = 'FIRM'",
+    ("limits_breach", "risk_limit_utilisation"):
+        "SELECT count(*) FROM risk_limit_utilisation WHERE as_of_date = $d AND status = 'BREACH'",
+    ("limits_warning", "risk_limit_utilisation"):
+        "SELECT count(*) FROM risk_limit_utilisation WHERE as_of_date = $d AND status = 'WARNING'",
+    ("recon_match_rate", "ops_trade_recon"):
+        "SELECT avg(CASE WHEN status = 'MATCHED' THEN 1.0 ELSE 0.0 END) FROM ops_trade_recon WHERE as_of_date = $d",
+    ("open_breaks", "ops_trade_recon"):
+        "SELECT count(*) FROM ops_trade_recon WHERE as_of_date = $d AND status NOT IN ('MATCHED', 'AWAITING_BO')",
+    ("breaks_over_5bd", "ops_trade_recon"):
+        "SELECT count(*) FROM ops_trade_recon WHERE as_of_date = $d AND status NOT IN ('MATCHED', 'AWAITING_BO') "
+        "AND age_bd > 5",
+    ("settlement_efficiency", "ops_settlement_efficiency"):
+        "SELECT sum(settled_on_time) / sum(due) FROM ops_settlement_efficiency WHERE as_of_date = $d",
+    ("active_clients", "client_stats"): "SELECT sum(clients_active) FROM client_stats WHERE as_of_date = $d",
+    ("revenue_mtd_usd", "cost_income"):
+        "SELECT revenue_usd FROM cost_income WHERE as_of_date = $d AND period = 'MTD' AND cost_center = 'FIRM'",
+    ("cost_to_income_mtd", "cost_income"):
+        "SELECT cost_to_income FROM cost_income WHERE as_of_date = $d AND period = 'MTD' AND cost_center = 'FIRM'",
+    ("feeds_passed", "dq_feed_health"): "SELECT count(*) FROM dq_feed_health WHERE business_date = $d AND gate = 'PASS'",
+    ("quarantined_rows", "dq_feed_health"): "SELECT sum(quarantined_rows) FROM dq_feed_health WHERE business_date = $d",
+}
+
+
+def expected_kpi(con, tile: dict, d: str):
+    if tile["mart"] == "kpi_daily":
+        assert tile["key"] in KPI_FROM_KPI_DAILY and tile["column"] == tile["key"]
+        return con.execute(f"SELECT {tile['key']} FROM kpi_daily WHERE business_date = $d", {"d": d}).fetchone()[0]
+    sql = KPI_FROM_SOURCE_MART[(tile["key"], tile["mart"])]
+    return con.execute(sql, {"d": d}).fetchone()[0]
+
+
+def check_tiles(con, tiles: list[dict], d: str) -> int:
+    checked = 0
+    for tile in tiles:
+        if tile["state"] == "not-available" or tile["key"] == "backtest_zone":
+            continue
+        want = expected_kpi(con, tile, d)
+        assert f"source: {tile['mart']}.{tile['column']}" in tile["caption"], tile
+        if want is None:
+            assert tile["text"].startswith("n/a"), tile
+            continue
+        assert float(tile["value"]) == pytest.approx(float(want), rel=1e-12, abs=1e-9), tile
+        shown, half_digit = parse_shown(tile["text"])
+        assert abs(shown - float(want)) <= half_digit * 1.0001, (tile, want)
+        checked += 1
+    return checked
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+def test_pack_loads_in_chromium_without_console_errors_or_network_requests(pack):
+    assert pack["problems"] == [], pack["problems"]
+    # the page itself is the only request: no scripts, styles, fonts, images or icons fetched
+    assert pack["requests"] == [pack["page"].as_uri()], pack["requests"]
+    html = pack["page"].read_text(encoding="utf-8")
+    assert not re.search(r"<script\b|<img\b|<iframe\b|@import|url\(", html, re.I)
+    assert not re.search(r"""(?:src|href)=["']?(?:https?:)?//""", html, re.I)
+    assert pack["dom"]["charts"] >= 8
+
+
+def test_screenshot_of_the_pack_is_taken(pack):
+    shot: Path = pack["screenshot"]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+    height = int.from_bytes(data[20:24], "big")  # IHDR: a full page, not just the first screen
+    assert height > 3000
+    print(f"screenshot: {shot} ({len(data):,} bytes, 1400 x {height})")
+
+
+def test_kpi_tiles_show_the_published_marts_values(pack, sample_run, last_date):
+    con = published(sample_run["home"])
+    try:
+        checked = check_tiles(con, pack["dom"]["tiles"], last_date)
+        shown = {t["key"]: t for t in pack["dom"]["tiles"]}
+        # on the clean sample every KPI is published, from the KPI mart when it exists
+        has_kpi_daily = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'kpi_daily'").fetchone()[0]
+        if has_kpi_daily:
+            assert all(shown[k]["mart"] == "kpi_daily" for k in KPI_FROM_KPI_DAILY), shown
+        assert checked >= 10
+        zone = con.execute("SELECT zone FROM risk_var_backtest WHERE business_date = ? AND portfolio = 'FIRM'",
+                           [last_date]).fetchone()
+        if zone:
+            assert shown["backtest_zone"]["text"] == zone[0]
+    finally:
+        con.close()
+
+
+def test_every_figure_names_a_published_mart_and_column_and_every_chart_its_source(pack, sample_run):
+    con = published(sample_run["home"])
+    try:
+        columns = {(t, c) for t, c in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+            "AND database_name = current_database() AND NOT internal").fetchall()}
+        tables = {t for t, _ in columns}
+    finally:
+        con.close()
+    figures = pack["dom"]["figures"]
+    assert len(figures) > 200
+    for f in figures:
+        assert f["mart"] in tables, f
+        assert f["column"] == "*" or (f["mart"], f["column"]) in columns, f
+    assert all(pack["dom"]["captions"]), "a figure without a 'source:' caption"
+    sections = {s["id"]: s for s in pack["dom"]["sections"]}
+    assert {"alerts", "exposure", "limits", "var", "recon", "settlement", "clients", "cost", "targets", "dq",
+            "extracts"} <= set(sections)
+    assert not any(s["failed"] for s in sections.values())
+
+
+def test_chart_values_equal_the_marts(pack, sample_run, last_date):
+    """Bars and labels: exposure, limit utilisation and feed health, against this test's queries."""
+    d = last_date
+    con = published(sample_run["home"])
+    try:
+        conc = {(dim, m, col): v for dim, m, g, n in con.execute(
+            "SELECT dimension, member, gross_usd, net_usd FROM risk_concentration WHERE as_of_date = ? "
+            "AND dimension IN ('asset_class', 'book')", [d]).fetchall() for col, v in (("gross_usd", g), ("net_usd", n))}
+        util = dict(con.execute("SELECT limit_id, utilisation FROM risk_limit_utilisation WHERE as_of_date = ?",
+                                [d]).fetchall())
+        health = {(f, c): v for f, g, lo, q in con.execute(
+            "SELECT feed, gate, loaded_rows, quarantined_rows FROM dq_feed_health WHERE business_date = ?", [d]).fetchall()
+            for c, v in (("gate", g), ("loaded_rows", lo), ("quarantined_rows", q))}
+        var = dict(con.execute("SELECT CAST(as_of_date AS VARCHAR), var_99 FROM risk_var WHERE portfolio = 'FIRM'").fetchall())
+    finally:
+        con.close()
+    seen = {"risk_concentration": 0, "risk_limit_utilisation": 0, "dq_feed_health": 0, "risk_var": 0}
+    for f in pack["dom"]["figures"]:
+        if f["member"] is None or f["value"] in (None, ""):
+            continue
+        if f["mart"] == "risk_concentration" and f["column"] in ("gross_usd", "net_usd"):
+            matches = [v for (dim, m, c), v in conc.items() if m == f["member"] and c == f["column"]]
+            assert any(float(f["value"]) == pytest.approx(v, rel=1e-12) for v in matches), f
+        elif f["mart"] == "risk_limit_utilisation" and f["column"] == "utilisation":
+            assert float(f["value"]) == pytest.approx(util[f["member"]], rel=1e-12), f
+        elif f["mart"] == "dq_feed_health" and (f["member"], f["column"]) in health:
+            assert str(health[(f["member"], f["column"])]) == f["value"], f
+        elif f["mart"] == "risk_var" and f["column"] == "var_99":
+            assert -float(f["value"]) == pytest.approx(var[f["member"]], rel=1e-12), f  # plotted as a loss
+        else:
+            continue
+        seen[f["mart"]] += 1
+    assert all(n > 0 for n in seen.values()), seen
+
+
+def test_limit_chart_lists_breaches_first(pack, sample_run, last_date):
+    con = published(sample_run["home"])
+    try:
+        status = dict(con.execute("SELECT limit_id, status FROM risk_limit_utilisation WHERE as_of_date = ?",
+                                  [last_date]).fetchall())
+    finally:
+        con.close()
+    bars = [f["member"] for f in pack["dom"]["figures"]
+            if f["mart"] == "risk_limit_utilisation" and f["column"] == "utilisation" and f["tag"] == "rect"]
+    order = [status[b] for b in bars]
+    rank = {"BREACH": 0, "WARNING": 1, "OK": 2}
+    assert order == sorted(order, key=rank.get) and order[0] == "BREACH"
+    assert order.count("BREACH") == sum(1 for s in status.values() if s == "BREACH")
+
+
+def test_pack_links_its_dictionary_extracts_and_validation_docs(pack, sample_run, last_date):
+    folder = sample_run["home"] / "reports" / last_date
+    links = pack["dom"]["links"]
+    assert "dictionary.html" in links and "data_docs/index.html" in links and "extracts/index.json" in links
+    for link in links:
+        if not link.startswith("#"):
+            assert (folder / link).is_file(), link
+    text = (folder / "dictionary.html").read_text(encoding="utf-8")
+    con = published(sample_run["home"])
+    try:
+        marts = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                                           "AND database_name = current_database()").fetchall()]
+    finally:
+        con.close()
+    for mart in marts:
+        assert f'id="{mart}"' in text, mart
+
+
+def test_extracts_hold_every_published_mart_for_the_date(sample_run, last_date):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from midoffice.models import load_models
+
+    folder = sample_run["home"] / "reports" / last_date / "extracts"
+    index = json.loads((folder / "index.json").read_text())
+    assert index["business_date"] == last_date
+    models = {m.name: m for m in load_models()}
+    con = published(sample_run["home"])
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        assert {e["mart"] for e in index["extracts"]} == tables & set(models)
+        for e in index["extracts"]:
+            m = models[e["mart"]]
+            rows = con.execute(f'SELECT count(*) FROM "{m.name}" WHERE "{m.partition}" = ?', [last_date]).fetchone()[0]
+            assert e["rows"] == rows
+            assert hashlib.sha256((folder / e["csv"]).read_bytes()).hexdigest() == e["sha256_csv"]
+            assert hashlib.sha256((folder / e["parquet"]).read_bytes()).hexdigest() == e["sha256_parquet"]
+            table = pq.read_table(folder / e["parquet"])
+            assert table.num_rows == rows and table.column_names == list(m.columns) == e["columns"]
+            assert pacsv.read_csv(folder / e["csv"]).num_rows == rows
+    finally:
+        con.close()
+
+
+def _copy_home(sample_run, tmp_path) -> Path:
+    """A home with a copy of the published warehouse (checkpointed, so a plain copy is safe)."""
+    home = tmp_path / "home"
+    (home / "warehouse").mkdir(parents=True)
+    shutil.copy2(sample_run["home"] / "warehouse" / "marts.duckdb", home / "warehouse" / "marts.duckdb")
+    return home
+
+
+def test_rebuilding_the_pack_gives_the_same_bytes(sample_run, last_date, tmp_path):
+    from midoffice.config import Settings
+    from midoffice.report import build_report
+
+    home = _copy_home(sample_run, tmp_path)
+    settings = Settings(landing=sample_run["landing"], home=home)
+    first = build_report(settings, last_date, "test-report")
+    page = Path(first["report"]).read_bytes()
+    extracts = (home / "reports" / last_date / "extracts" / "index.json").read_bytes()
+    build_report(settings, last_date, "test-report")
+    assert Path(first["report"]).read_bytes() == page
+    assert (home / "reports" / last_date / "extracts" / "index.json").read_bytes() == extracts
+    print(f"daily pack for {last_date}: {len(page):,} bytes (index.html), "
+          f"dictionary.html {(home / 'reports' / last_date / 'dictionary.html').stat().st_size:,} bytes")
+
+
+def test_pack_degrades_to_not_available_when_marts_are_absent(sample_run, last_date, tmp_path, browser):
+    """Drop the KPI, recon and alert marts and empty kpi_targets for the date, as a build that kept
+    them would: the pack still builds, says which sections are not available and why, and the
+    tiles fall back to their source marts with the same values."""
+    from midoffice.config import Settings
+    from midoffice.report import build_report
+
+    home = _copy_home(sample_run, tmp_path)
+    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"))
+    try:
+        for mart in ("kpi_daily", "alerts", "ops_recon_summary", "ops_settlement_efficiency"):
+            con.execute(f"DROP TABLE IF EXISTS {mart}")
+        con.execute("DELETE FROM kpi_targets WHERE business_date = ?", [last_date])
+        con.execute("INSERT INTO build_log (business_date, mart, status, reason) VALUES "
+                    "(?, 'kpi_targets', 'SKIPPED', 'not built for this date: trades did not pass')", [last_date])
+    finally:
+        con.close()
+    summary = build_report(Settings(landing=sample_run["landing"], home=home), last_date, "test-degraded")
+    assert summary["section_errors"] == []
+    session = browser.load(Path(summary["report"]).as_uri())
+    dom = json.loads(browser.evaluate(session, DOM_FIGURES))
+    assert browser.problems() == []
+    sections = {s["id"]: s for s in dom["sections"]}
+    assert any("alerts is not in the published warehouse" in t for t in sections["alerts"]["na"])
+    assert any("ops_recon_summary is not in the published warehouse" in t for t in sections["recon"]["na"])
+    assert any("ops_settlement_efficiency" in t for t in sections["settlement"]["na"])
+    assert any("kpi_targets has no rows" in t and "trades did not pass" in t for t in sections["targets"]["na"])
+    assert not sections["exposure"]["na"] and not sections["limits"]["na"]
+    tiles = {t["key"]: t for t in dom["tiles"]}
+    assert tiles["settlement_efficiency"]["state"] == "not-available"  # its mart was dropped
+    assert tiles["recon_match_rate"]["mart"] == "ops_trade_recon"      # falls back to the recon itself
+    assert tiles["firm_gross_exposure_usd"]["mart"] == "risk_exposure"
+    con = published(home)
+    try:
+        assert check_tiles(con, dom["tiles"], last_date) >= 12
+    finally:
+        con.close()
