@@ -27,10 +27,17 @@ def _date(value: str) -> date:
 
 
 def _progress_printer():
+    """Progress on stderr: a line that ends in '…' is overwritten by the next on a terminal."""
     tty = sys.stderr.isatty()
+    pending = {"open": False}
 
     def show(message: str) -> None:
-        print(("\r\033[K" if tty else "") + message, file=sys.stderr, flush=True)
+        if tty:
+            prefix = "\r\033[K" if pending["open"] else ""
+            pending["open"] = message.endswith("…")
+            print(prefix + message, end="" if pending["open"] else "\n", file=sys.stderr, flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
     return show
 
 
@@ -81,6 +88,10 @@ def cmd_run(args) -> int:
     outcomes = run_dates(settings, dates, progress=_progress_printer())
     failed = [o for o in outcomes if not o.ok]
     print(f"ran {len(outcomes)} business dates; published warehouse: {settings.published_db}")
+    for o in outcomes:
+        pack = settings.reports / o.business_date / "index.html"
+        if pack.is_file():
+            print(f"daily pack {o.business_date}: {pack}")
     for o in failed:
         for feed, reason in o.failed_gates.items():
             print(f"GATE FAILED {o.business_date} {feed}: {reason}", file=sys.stderr)

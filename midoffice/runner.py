@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -84,16 +85,25 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
                                description="Single writer of the midoffice warehouse file")
     dag = load_dag()
     outcomes = []
-    for business_date in dates:
-        progress(f"{business_date}: running {DAG_ID}")
+    started = time.monotonic()
+    for i, business_date in enumerate(dates, start=1):
+        done = time.monotonic() - started
+        eta = f" (about {_duration(done / (i - 1) * (len(dates) - i + 1))} left)" if i > 1 else ""
+        progress(f"[{i}/{len(dates)}] {business_date}: running {DAG_ID}{eta}…")
+        t0 = time.monotonic()
         conf = {"business_date": business_date, "landing": str(settings.landing), "home": str(settings.home)}
         dag_run = dag.test(run_conf=conf, logical_date=None)
         outcomes.append(_outcome(settings, business_date, dag_run))
         o = outcomes[-1]
-        progress(f"{business_date}: {o.dag_state}" + (
+        progress(f"[{i}/{len(dates)}] {business_date}: {o.dag_state} in {_duration(time.monotonic() - t0)}" + (
             "; gates failed: " + "; ".join(f"{f}: {r}" for f, r in o.failed_gates.items()) if o.failed_gates else ""
         ) + (f"; failed tasks: {', '.join(o.failed_tasks)}" if o.failed_tasks else ""))
     return outcomes
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def _outcome(settings: Settings, business_date: str, dag_run) -> DateOutcome:
