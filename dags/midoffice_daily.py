@@ -35,6 +35,8 @@ Runs **one business date** end to end, given explicitly as `business_date` in th
    (pool `midoffice_warehouse`, one slot).
 4. `publish`: atomic swap of `<home>/warehouse/marts.duckdb`.
 5. `report`: the daily pack and extracts under `<home>/reports/<date>/`.
+6. `notify`: new alerts of the date (limit breach, failed gate, old break, missed target) by
+   e-mail through the Airflow connection `midoffice_smtp`, each condition once per date.
 
 Conf: `{"business_date": "YYYY-MM-DD", "landing": "...", "home": "...", "wait_seconds": N}`;
 landing and home default to `$MIDOFFICE_LANDING` and `$MIDOFFICE_HOME`. Every task failure is
@@ -170,6 +172,12 @@ with DAG(
         ingested[feed_name] >> check
         validated.append(check)
 
+    @task
+    def notify(params=None, run_id=None) -> dict:
+        from midoffice.alerts import notify as send_new_alerts
+
+        return send_new_alerts(_settings(params), _business_date(params), run_id)
+
     built = build_warehouse()
     published = publish()
-    validated >> built >> published >> report()
+    validated >> built >> published >> [report(), notify()]

@@ -24,12 +24,14 @@ class Model:
     grain: tuple[str, ...]
     partition: str  # the date column whose value the build replaces for each business date
     depends_on_feeds: tuple[str, ...]
-    depends_on_models: tuple[str, ...]
+    depends_on_models: tuple[str, ...]  # hard: the model is skipped for a date when one of them is
     columns: dict[str, str]  # name -> description
     sql: str
     order: int
     own_run_id: bool = False  # the model's rows carry their own run_id (the ledger tables)
     example: str = ""
+    # soft: read as built for the date (build order only); a skipped one leaves its rows as they are
+    reads_models: tuple[str, ...] = ()
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -68,6 +70,7 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
             order=int(meta.get("order", 100)),
             own_run_id=bool(meta.get("own_run_id", False)),
             example=meta.get("example", ""),
+            reads_models=tuple(meta.get("reads_models", [])),
         ))
     return _dependency_order(models)
 
@@ -79,14 +82,14 @@ def _dependency_order(models: list[Model]) -> list[Model]:
     while pending:
         progressed = False
         for m in list(pending):
-            if all(d in {x.name for x in done} for d in m.depends_on_models):
+            if all(d in {x.name for x in done} for d in m.depends_on_models + m.reads_models):
                 done.append(m)
                 pending.remove(m)
                 progressed = True
         if not progressed:
             raise ContractError(f"model dependency cycle or unknown model among {[m.name for m in pending]}")
     for m in done:
-        for d in m.depends_on_models:
+        for d in m.depends_on_models + m.reads_models:
             if d not in by_name:
                 raise ContractError(f"{m.name} depends on unknown model {d}")
     return done

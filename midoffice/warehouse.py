@@ -126,6 +126,14 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
     return rows
 
 
+def _ensure_table(con, model: Model) -> None:
+    """Create a skipped model's table, empty, when it does not exist yet (a new warehouse or mart)."""
+    if _table_columns(con, "main", model.name) is None:
+        lineage = "" if model.own_run_id else "CAST(NULL AS VARCHAR) AS run_id, "
+        con.execute(f"CREATE TABLE main.{q(model.name)} AS "
+                    f"SELECT *, {lineage}CAST(NULL AS TIMESTAMP) AS loaded_at FROM ({model.sql}) WHERE false")
+
+
 def _audit_model(con, model: Model, business_date: str) -> list[str]:
     """Generic audits: the grain is a key (unique, not null) within the date's rows."""
     problems = []
@@ -228,6 +236,7 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
                 skipped[model.name] = "not built for this date: " + ", ".join(failed) + " did not pass"
                 con.execute("INSERT INTO core.build_log VALUES (?, ?, 'SKIPPED', ?, NULL, ?)",
                             [business_date, model.name, skipped[model.name], run_id])
+                _ensure_table(con, model)  # the models that read it (reads_models) still bind
                 continue
             built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
             con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",

@@ -1,0 +1,610 @@
+"""Client marts (DOMAIN §4.3): client_dim, client_portfolio, client_stats, and the privacy rule.
+
+Every figure is checked against a computation of its own in plain Python from the landing files
+(csv, json, pyarrow), never from the project's SQL or core tables. The pseudonym is recomputed
+here with hmac/hashlib from the key the run used (the environment's, else the documented
+development key of sample data).
+
+Two runs: the shared `sample_run` (8 January dates), and `client_history`, a small generated
+landing across a month end in which one client's file is scripted (segment changes twice, then
+the client closes) and run through ingest → validate → build → publish directly; a clients-only
+copy of it receives one snapshot late, to show that a late snapshot makes no phantom version and
+that rebuilding a date range gives the same history.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import math
+import os
+import shutil
+import statistics
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import generate_landing
+
+TRACKED = ("segment", "country", "kyc_status", "risk_profile", "relationship_manager_id", "status")
+SUPPORT_FUNCTIONS = ("OPERATIONS", "TECHNOLOGY", "COMPLIANCE", "SALES")
+
+
+# --------------------------------------------------------------------------------------------
+# reading the landing files (the senders' side, independent of the pipeline)
+# --------------------------------------------------------------------------------------------
+def landing_dates(landing: Path) -> list[str]:
+    return sorted(p.name for p in landing.iterdir() if p.is_dir() and (p / "_manifest.json").is_file())
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def read_clients(landing: Path, day: str) -> list[dict]:
+    path = landing / day / "clients.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def pseudonym_key() -> bytes:
+    from midoffice.config import DEV_PSEUDONYM_KEY
+
+    return (os.environ.get("MIDOFFICE_PSEUDONYM_KEY") or DEV_PSEUDONYM_KEY).encode()
+
+
+def client_key(client_id: str) -> str:
+    """HMAC-SHA256 of the client id with the run's key, first 20 hex digits (DOMAIN §4.3)."""
+    return hmac.new(pseudonym_key(), client_id.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def age_band(client: dict, on: date) -> str:
+    if client["client_type"] != "INDIVIDUAL":
+        return client["client_type"]
+    born = date.fromisoformat(client["birth_or_incorporation_date"])
+    age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return "<30" if age < 30 else "30-44" if age < 45 else "45-59" if age < 60 else "60+"
+
+
+def fx_as_known(landing: Path, as_of: str) -> dict[str, list[tuple[str, float]]]:
+    """currency -> [(rate_date, usd_per_unit)] sorted, a later delivery of the same date winning."""
+    rates: dict[tuple[str, str], float] = {}
+    for day in landing_dates(landing):
+        if day <= as_of:
+            for r in read_csv(landing / day / "fx_rates.csv"):
+                rates[(r["currency"], r["rate_date"])] = float(r["usd_per_unit"])
+    by_ccy: dict[str, list] = defaultdict(list)
+    for (ccy, d), v in sorted(rates.items()):
+        by_ccy[ccy].append((d, v))
+    return by_ccy
+
+
+def rate_on(fx: dict, currency: str, on: str) -> float:
+    candidates = [v for d, v in fx[currency] if d <= on]
+    return candidates[-1]
+
+
+def current_trades(landing: Path, as_of: str) -> dict[str, dict]:
+    """Each trade's current version as of the date: highest version delivered up to it."""
+    current: dict[str, tuple] = {}
+    for day in landing_dates(landing):
+        if day > as_of:
+            continue
+        for t in read_csv(landing / day / "trades.csv"):
+            rank = (int(t["version"]), day)
+            if t["trade_id"] not in current or rank > current[t["trade_id"]][0]:
+                current[t["trade_id"]] = (rank, t)
+    return {k: v[1] for k, v in current.items()}
+
+
+def client_revenue(landing: Path, as_of: str, start: str) -> dict[str, float]:
+    """client_id -> commission (USD, fx of the trade date) of non-cancelled trades dated start..as_of."""
+    fx = fx_as_known(landing, as_of)
+    revenue: dict[str, float] = defaultdict(float)
+    for t in current_trades(landing, as_of).values():
+        if t["event_type"] != "CANCEL" and start <= t["trade_date"] <= as_of:
+            revenue[t["client_id"]] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
+    return revenue
+
+
+def touches_in(landing: Path, as_of: str, start: str) -> list[dict]:
+    return [a for day in landing_dates(landing) if day <= as_of
+            for a in read_csv(landing / day / "client_activity.csv") if start <= a["activity_date"] <= as_of]
+
+
+# --------------------------------------------------------------------------------------------
+# the expected marts
+# --------------------------------------------------------------------------------------------
+def expected_history(landing: Path, as_of: str) -> dict[str, list[dict]]:
+    """client_id -> its versions as of the date: a new one whenever a tracked attribute differs
+    from the client's previous snapshot; valid_to is the next version's valid_from."""
+    versions: dict[str, list[dict]] = defaultdict(list)
+    for day in landing_dates(landing):
+        if day > as_of:
+            continue
+        for c in read_clients(landing, day):
+            attrs = {a: c[a] for a in TRACKED}
+            mine = versions[c["client_id"]]
+            if not mine or {a: mine[-1][a] for a in TRACKED} != attrs:
+                mine.append({"valid_from": day, **attrs})
+    for mine in versions.values():
+        for i, v in enumerate(mine):
+            v["version"] = i + 1
+            v["valid_to"] = mine[i + 1]["valid_from"] if i + 1 < len(mine) else None
+            v["is_current"] = v["valid_to"] is None
+    return versions
+
+
+def expected_portfolios(landing: Path, as_of: str) -> dict[str, dict]:
+    days = [d for d in landing_dates(landing) if d <= as_of]
+    closes: dict[str, tuple] = {}
+    for day in days:
+        table = pq.read_table(landing / day / "prices.parquet").to_pylist()
+        for p in table:
+            price_date = str(p["price_date"])
+            rank = (price_date, day)
+            if price_date <= as_of and (p["instrument_id"] not in closes or rank > closes[p["instrument_id"]][0]):
+                closes[p["instrument_id"]] = (rank, float(p["close_price"]))
+    fx = fx_as_known(landing, as_of)
+    instruments = {i["instrument_id"]: i for i in read_csv(landing / days[-1] / "instruments.csv")}
+    targets = {t["scope_id"]: float(t["target_value"]) for t in read_csv(landing / days[-1] / "targets.csv")
+               if t["metric"] == "CLIENT_HHI_MAX"}
+    clients = {c["client_id"]: c for c in read_clients(landing, days[-1])}
+    quantity: dict[tuple[str, str], float] = defaultdict(float)
+    for p in read_csv(landing / as_of / "positions.csv"):
+        if p["holder_type"] == "CLIENT":
+            quantity[(p["holder_id"], p["instrument_id"])] += float(p["quantity"])
+    values: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for (client, inst), q in quantity.items():
+        ccy = instruments[inst]["currency"]
+        values[client].append((inst, q * closes[inst][1] * rate_on(fx, ccy, as_of)))
+    out = {}
+    for client, holdings in values.items():
+        gross = sum(abs(v) for _, v in holdings)
+        shares = [abs(v) / gross for _, v in holdings]
+        hhi = sum(s * s for s in shares)
+        profile = clients[client]["risk_profile"]
+        hhi_max = targets.get(profile)
+        out[client_key(client)] = {
+            "client_id": client, "segment": clients[client]["segment"], "risk_profile": profile,
+            "aum_usd": sum(v for _, v in holdings), "n_positions": len(holdings),
+            "n_asset_classes": len({instruments[i]["asset_class"] for i, _ in holdings}),
+            "hhi": hhi, "effective_n": 1 / hhi, "top_holding_share": max(shares),
+            "hhi_max": hhi_max, "risk_profile_breach": None if hhi_max is None else hhi > hhi_max,
+        }
+    return out
+
+
+def status_at_month_start(landing: Path, client_id: str, month_start: str, onboarded: str) -> str | None:
+    """The client's status just before the month; if the landing starts inside the month, its
+    first known status when it was onboarded before the month."""
+    before = [d for d in landing_dates(landing) if d < month_start]
+    for day in reversed(before):
+        for c in read_clients(landing, day):
+            if c["client_id"] == client_id:
+                return c["status"]
+    if onboarded < month_start:
+        for day in landing_dates(landing):
+            for c in read_clients(landing, day):
+                if c["client_id"] == client_id:
+                    return c["status"]
+    return None
+
+
+def expected_client_stats(landing: Path, as_of: str) -> dict[tuple, dict]:
+    on = date.fromisoformat(as_of)
+    month_start = on.replace(day=1).isoformat()
+    portfolios = expected_portfolios(landing, as_of)
+    revenue = client_revenue(landing, as_of, month_start)
+    touches: dict[str, list] = defaultdict(list)
+    for a in touches_in(landing, as_of, month_start):
+        touches[a["client_id"]].append(a)
+    # the month-start status, from the snapshots before the month (one pass, not per client)
+    start_status: dict[str, str] = {}
+    first_status: dict[str, str] = {}
+    for day in landing_dates(landing):
+        for c in read_clients(landing, day):
+            first_status.setdefault(c["client_id"], c["status"])
+            if day < month_start:
+                start_status[c["client_id"]] = c["status"]
+    groups: dict[tuple, dict] = {}
+    for c in read_clients(landing, as_of):
+        key = (c["segment"], c["country"], age_band(c, on))
+        g = groups.setdefault(key, {"clients": 0, "clients_active": 0, "clients_active_at_month_start": 0,
+                                    "clients_new": 0, "clients_churned": 0, "aum_usd": 0.0, "revenue_usd": 0.0,
+                                    "hhis": [], "touches": 0, "deals": 0})
+        was = start_status.get(c["client_id"])
+        if was is None and c["onboarding_date"] < month_start:
+            was = first_status.get(c["client_id"])
+        g["clients"] += 1
+        g["clients_active"] += c["status"] == "ACTIVE"
+        g["clients_active_at_month_start"] += was == "ACTIVE"
+        g["clients_new"] += c["onboarding_date"] >= month_start
+        g["clients_churned"] += c["status"] == "CLOSED" and was != "CLOSED"
+        p = portfolios.get(client_key(c["client_id"]))
+        if p:
+            g["aum_usd"] += p["aum_usd"]
+            g["hhis"].append(p["hhi"])
+        g["revenue_usd"] += revenue.get(c["client_id"], 0.0)
+        g["touches"] += len(touches[c["client_id"]])
+        g["deals"] += sum(a["outcome"] == "DEAL" for a in touches[c["client_id"]])
+    for g in groups.values():
+        g["churn_rate"] = g["clients_churned"] / g["clients_active_at_month_start"] if g["clients_active_at_month_start"] else None
+        g["revenue_per_client"] = g["revenue_usd"] / g["clients_active"] if g["clients_active"] else None
+        g["median_client_hhi"] = statistics.median(g.pop("hhis")) if g["hhis"] else None
+    return groups
+
+
+# --------------------------------------------------------------------------------------------
+# helpers on the published warehouse
+# --------------------------------------------------------------------------------------------
+def published(home: Path):
+    return duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+
+
+def rows(con, sql: str, params=()) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def close(a, b, rel=1e-9, abs_=1e-6) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def as_str(d) -> str | None:
+    return None if d is None else str(d)
+
+
+def dim_as_of(con, as_of: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in rows(con, "SELECT * FROM client_dim WHERE as_of_date = ? ORDER BY client_key, valid_from", [as_of]):
+        out[r["client_key"]].append(r)
+    return out
+
+
+def assert_dim_matches(con, landing: Path, as_of: str) -> None:
+    expected = expected_history(landing, as_of)
+    actual = dim_as_of(con, as_of)
+    assert set(actual) == {client_key(c) for c in expected}, as_of
+    snapshot = {c["client_id"]: c for c in read_clients(landing, as_of)}
+    on = date.fromisoformat(as_of)
+    for client_id, versions in expected.items():
+        got = actual[client_key(client_id)]
+        assert [(as_str(r["valid_from"]), as_str(r["valid_to"]), r["is_current"], r["version"])
+                + tuple(r[a] for a in TRACKED) for r in got] == \
+               [(v["valid_from"], v["valid_to"], v["is_current"], v["version"])
+                + tuple(v[a] for a in TRACKED) for v in versions], (as_of, client_id)
+        c = snapshot[client_id]
+        assert {(r["client_type"], r["age_band"], as_str(r["onboarding_date"])) for r in got} == \
+               {(c["client_type"], age_band(c, on), c["onboarding_date"])}
+
+
+def assert_scd2_shape(con) -> None:
+    """Exactly one current version per client and date; versions tile time without overlap."""
+    bad_current = con.execute("""
+        SELECT as_of_date, client_key FROM client_dim GROUP BY ALL HAVING count(*) FILTER (WHERE is_current) <> 1
+    """).fetchall()
+    assert bad_current == []
+    broken_chain = con.execute("""
+        SELECT * FROM (
+            SELECT as_of_date, client_key, version, valid_from, valid_to, is_current,
+                   lead(valid_from) OVER (PARTITION BY as_of_date, client_key ORDER BY valid_from) AS next_from,
+                   row_number() OVER (PARTITION BY as_of_date, client_key ORDER BY valid_from) AS n
+            FROM client_dim)
+        WHERE valid_to IS DISTINCT FROM next_from OR version <> n OR valid_from >= coalesce(valid_to, DATE '9999-12-31')
+           OR is_current <> (valid_to IS NULL) OR valid_from > as_of_date
+    """).fetchall()
+    assert broken_chain == []
+
+
+def text_columns(con) -> list[tuple[str, str]]:
+    return con.execute("""
+        SELECT table_name, column_name FROM duckdb_columns()
+        WHERE database_name = current_database() AND schema_name = 'main' AND data_type = 'VARCHAR'
+        ORDER BY 1, 2
+    """).fetchall()
+
+
+def published_text_values(home: Path) -> dict[tuple[str, str], set[str]]:
+    with published(home) as con:
+        return {(t, c): {v for (v,) in con.execute(f'SELECT DISTINCT "{c}" FROM "{t}" WHERE "{c}" IS NOT NULL').fetchall()}
+                for t, c in text_columns(con)}
+
+
+def personal_data(landing: Path) -> tuple[set[str], set[str]]:
+    """(legal names and e-mail addresses, client ids) of every client in every delivered file."""
+    pii, ids = set(), set()
+    for day in landing_dates(landing):
+        for c in read_clients(landing, day):
+            pii.update((c["legal_name"], c["email"]))
+            ids.add(c["client_id"])
+    return pii, ids
+
+
+def assert_no_personal_data(home: Path, landing: Path) -> None:
+    pii, ids = personal_data(landing)
+    leaks = []
+    for (table, column), values in published_text_values(home).items():
+        for v in values:
+            if any(p in v for p in pii):
+                leaks.append((table, column, "personal data", v[:80]))
+    assert leaks == [], leaks[:10]
+
+
+def assert_no_client_ids(home: Path, landing: Path) -> None:
+    _, ids = personal_data(landing)
+    leaks = sorted({(table, column) for (table, column), values in published_text_values(home).items()
+                    for v in values if v in ids or any(i in v for i in ids if len(v) > len(i))})
+    assert leaks == [], f"client ids published in {leaks}"
+
+
+# --------------------------------------------------------------------------------------------
+# the shared sample run
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample(sample_run):
+    with published(sample_run["home"]) as con:
+        yield sample_run, con
+
+
+def test_client_dim_is_the_history_of_the_client_file(sample):
+    run, con = sample
+    for day in run["dates"]:
+        assert_dim_matches(con, run["landing"], day)
+    assert_scd2_shape(con)
+    # the sample exercises the dimension: changes of segment and status (closures)
+    last = run["dates"][-1]
+    changed = con.execute("""
+        SELECT count(DISTINCT client_key) FILTER (WHERE version > 1),
+               count(*) FILTER (WHERE is_current AND status = 'CLOSED' AND version > 1)
+        FROM client_dim WHERE as_of_date = ?""", [last]).fetchone()
+    assert changed[0] >= 5 and changed[1] >= 1
+
+
+def test_client_changes_is_the_snapshot_to_snapshot_log(sample):
+    run, con = sample
+    days = run["dates"]
+    for prev, day in zip([None] + days[:-1], days):
+        before = {c["client_id"]: c for c in read_clients(run["landing"], prev)} if prev else {}
+        expected = {}
+        for c in read_clients(run["landing"], day):
+            old = before.get(c["client_id"])
+            changed = [a for a in TRACKED if old and old[a] != c[a]]
+            if old is None or changed:
+                expected[client_key(c["client_id"])] = ("NEW" if old is None else "CHANGED",
+                                                         None if old is None else ",".join(changed))
+        got = {r[0]: (r[1], r[2]) for r in con.execute(
+            "SELECT client_key, change, changed_attributes FROM client_changes WHERE business_date = ?", [day]).fetchall()}
+        assert got == expected, day
+
+
+def test_client_portfolio_against_positions_prices_and_targets(sample):
+    run, con = sample
+    for day in (run["dates"][0], run["dates"][-1]):
+        expected = expected_portfolios(run["landing"], day)
+        got = {r["client_key"]: r for r in rows(con, "SELECT * FROM client_portfolio WHERE as_of_date = ?", [day])}
+        assert set(got) == set(expected)
+        for key, e in expected.items():
+            g = got[key]
+            for col in ("aum_usd", "hhi", "effective_n", "top_holding_share", "hhi_max"):
+                assert close(g[col], e[col]), (day, key, col, g[col], e[col])
+            for col in ("segment", "risk_profile", "n_positions", "n_asset_classes", "risk_profile_breach"):
+                assert g[col] == e[col], (day, key, col)
+        # the targets bite: some portfolios are more concentrated than their profile allows
+        assert 0 < sum(bool(e["risk_profile_breach"]) for e in expected.values()) < len(expected)
+
+
+def test_client_stats_against_the_client_file(sample):
+    run, con = sample
+    for day in (run["dates"][0], run["dates"][-1]):
+        assert_client_stats(con, run["landing"], day)
+    totals = con.execute("SELECT sum(clients_new), sum(clients_churned) FROM client_stats WHERE as_of_date = ?",
+                         [run["dates"][-1]]).fetchone()
+    assert totals[0] > 0 and totals[1] > 0  # the sample has onboarding and churn to show
+
+
+def assert_client_stats(con, landing: Path, day: str) -> None:
+    expected = expected_client_stats(landing, day)
+    got = {(r["segment"], r["country"], r["age_band"]): r
+           for r in rows(con, "SELECT * FROM client_stats WHERE as_of_date = ?", [day])}
+    assert set(got) == set(expected), day
+    for key, e in expected.items():
+        g = got[key]
+        assert str(g["month"]) == day[:8] + "01"
+        for col in ("clients", "clients_active", "clients_active_at_month_start", "clients_new",
+                    "clients_churned", "touches", "deals"):
+            assert g[col] == e[col], (day, key, col, g[col], e[col])
+        for col in ("churn_rate", "aum_usd", "revenue_usd", "revenue_per_client", "median_client_hhi"):
+            assert close(g[col], e[col]), (day, key, col, g[col], e[col])
+
+
+def test_no_personal_data_in_any_published_table(sample):
+    run, con = sample
+    assert_no_personal_data(run["home"], run["landing"])
+    forbidden = con.execute("""
+        SELECT table_name, column_name FROM duckdb_columns()
+        WHERE database_name = current_database() AND schema_name = 'main'
+          AND (column_name IN ('client_id', 'legal_name', 'email') OR column_name LIKE '%birth%')
+    """).fetchall()
+    assert forbidden == []
+
+
+def test_no_client_id_in_any_published_table(sample):
+    """Analysts see client_key, never client_id: in every published table (risk marts included)."""
+    run, _ = sample
+    assert_no_client_ids(run["home"], run["landing"])
+
+
+def test_client_key_is_a_keyed_pseudonym(sample):
+    run, con = sample
+    keys = {k for (k,) in con.execute("SELECT DISTINCT client_key FROM client_dim").fetchall()}
+    _, ids = personal_data(run["landing"])
+    assert keys == {client_key(i) for i in ids}
+    unkeyed = {hashlib.sha256(i.encode()).hexdigest()[:20] for i in ids}
+    assert not keys & unkeyed  # not a plain hash that anyone could recompute from an id
+
+
+# --------------------------------------------------------------------------------------------
+# a scripted client history across a month end, run directly (no Airflow)
+# --------------------------------------------------------------------------------------------
+HISTORY_DATES = ["2026-01-28", "2026-01-29", "2026-01-30", "2026-02-02", "2026-02-03"]
+# the scripted client: RETAIL → PRIVATE → (re-delivered unchanged with a new updated_at) → RETAIL → CLOSED
+SCRIPT = {
+    "2026-01-28": {"segment": "RETAIL", "status": "ACTIVE"},
+    "2026-01-29": {"segment": "PRIVATE", "status": "ACTIVE"},
+    "2026-01-30": {"segment": "PRIVATE", "status": "ACTIVE"},
+    "2026-02-02": {"segment": "RETAIL", "status": "ACTIVE"},
+    "2026-02-03": {"segment": "RETAIL", "status": "CLOSED"},
+}
+
+
+def rewrite_clients(landing: Path, day: str, clients: list[dict]) -> None:
+    """Deliver a different client file for the date, with a manifest that matches it."""
+    body = "".join(json.dumps(c, separators=(",", ":")) + "\n" for c in clients).encode()
+    (landing / day / "clients.jsonl").write_bytes(body)
+    manifest_path = landing / day / "_manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["feeds"]["clients"].update(rows=len(clients), sha256=hashlib.sha256(body).hexdigest())
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+
+
+def script_client(landing: Path) -> str:
+    first = read_clients(landing, HISTORY_DATES[0])
+    chosen = next(c for c in first if c["client_type"] == "INDIVIDUAL" and c["status"] == "ACTIVE"
+                  and c["segment"] == "RETAIL")
+    fixed = {a: chosen[a] for a in TRACKED}
+    for i, day in enumerate(HISTORY_DATES):
+        clients = read_clients(landing, day)
+        for c in clients:
+            if c["client_id"] == chosen["client_id"]:
+                c.update(fixed)
+                c.update(SCRIPT[day])
+                c["updated_at"] = f"{day}T0{i}:00:00Z"
+        rewrite_clients(landing, day, clients)
+    return chosen["client_id"]
+
+
+def run_direct(landing: Path, home: Path, dates: list[str], feeds: list[str] | None = None,
+               build: bool = True) -> None:
+    """ingest → validate and gate → build → publish, per date, as the DAG's tasks do."""
+    from midoffice.config import settings_from
+    from midoffice.contracts import ingest_order
+    from midoffice.ingest import ingest_feed
+    from midoffice.publish import publish
+    from midoffice.stages import validate_and_gate
+    from midoffice.warehouse import build_warehouse
+
+    settings = settings_from(landing, home)
+    for day in dates:
+        run_id = f"test-{day}"
+        for feed in feeds if feeds is not None else ingest_order():
+            ingest_feed(settings, day, feed, run_id)
+            validate_and_gate(settings, day, feed, run_id)
+        if build:
+            build_warehouse(settings, day, run_id)
+            publish(settings, day, run_id)
+
+
+def lineage_free(con, table: str) -> list[tuple]:
+    cols = [c for (c,) in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND table_name = ? "
+        "AND column_name NOT IN ('run_id', 'loaded_at') ORDER BY column_index", [table]).fetchall()]
+    return con.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY ALL").fetchall()
+
+
+def month_end_run(tmp_path_factory) -> dict:
+    """The scripted landing across the month end, run through every stage; made once per session
+    and shared with test_cost_income (the second module to ask finds it on disk)."""
+    root = tmp_path_factory.getbasetemp() / "month_end_run"
+    done = root / "done.json"
+    if not done.is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        landing = generate_landing(root / "landing", HISTORY_DATES[0], len(HISTORY_DATES), 200, seed=11)
+        scripted = script_client(landing)
+        run_direct(landing, root / "home", HISTORY_DATES)
+        done.write_text(json.dumps({"client_id": scripted}))
+    return {"landing": root / "landing", "home": root / "home", "root": root, "dates": list(HISTORY_DATES),
+            "client_id": json.loads(done.read_text())["client_id"]}
+
+
+@pytest.fixture(scope="module")
+def client_history(tmp_path_factory, airflow_home):
+    return month_end_run(tmp_path_factory)
+
+
+def test_scripted_client_has_four_versions(client_history):
+    h = client_history
+    with published(h["home"]) as con:
+        got = rows(con, "SELECT * FROM client_dim WHERE as_of_date = ? AND client_key = ? ORDER BY version",
+                   [HISTORY_DATES[-1], client_key(h["client_id"])])
+        log = con.execute("SELECT business_date FROM client_changes WHERE client_key = ? ORDER BY 1",
+                          [client_key(h["client_id"])]).fetchall()
+    assert [(str(r["valid_from"]), as_str(r["valid_to"]), r["segment"], r["status"], r["is_current"]) for r in got] == [
+        ("2026-01-28", "2026-01-29", "RETAIL", "ACTIVE", False),
+        ("2026-01-29", "2026-02-02", "PRIVATE", "ACTIVE", False),  # 01-30 re-delivered it unchanged
+        ("2026-02-02", "2026-02-03", "RETAIL", "ACTIVE", False),
+        ("2026-02-03", None, "RETAIL", "CLOSED", True),
+    ]
+    assert [str(d) for (d,) in log] == ["2026-01-28", "2026-01-29", "2026-02-02", "2026-02-03"]
+
+
+def test_history_run_matches_the_files_across_the_month_end(client_history):
+    h = client_history
+    with published(h["home"]) as con:
+        for day in HISTORY_DATES:
+            assert_dim_matches(con, h["landing"], day)
+        assert_scd2_shape(con)
+        for day in ("2026-01-30", "2026-02-02", "2026-02-03"):
+            assert_client_stats(con, h["landing"], day)
+        # the scripted client churned in February, from an ACTIVE start of month
+        churned = con.execute("""
+            SELECT sum(clients_churned) FROM client_stats WHERE as_of_date = '2026-02-03' AND segment = 'RETAIL'
+        """).fetchone()[0]
+    assert churned >= 1
+    assert_no_personal_data(h["home"], h["landing"])
+
+
+def test_rebuilding_a_date_range_gives_the_same_history(client_history):
+    h = client_history
+    with published(h["home"]) as con:
+        before = {t: lineage_free(con, t) for t in ("client_changes", "client_dim", "client_stats", "client_portfolio")}
+    run_direct(h["landing"], h["home"], ["2026-01-30", "2026-02-02"], feeds=[])
+    with published(h["home"]) as con:
+        after = {t: lineage_free(con, t) for t in before}
+    assert after == before
+
+
+def test_late_snapshot_makes_no_phantom_version(client_history):
+    """The 01-29 client file (the scripted change) arrives only after 01-30 was built: 01-30 logs
+    the change against 01-28, the late 01-29 logs it again; the history as of the next date must
+    be the on-time one (clients-only runs: the other marts are skipped)."""
+    h = client_history
+    root = h["root"] / "late"
+    shutil.rmtree(root, ignore_errors=True)
+    landing = root / "landing"
+    shutil.copytree(h["landing"], landing)
+    held_back = root / "held_back_clients.jsonl"
+    shutil.move(landing / "2026-01-29" / "clients.jsonl", held_back)
+    home = root / "home"
+    key = client_key(h["client_id"])
+    run_direct(landing, home, ["2026-01-28", "2026-01-29", "2026-01-30"], feeds=["clients"])
+    with published(home) as con:
+        assert con.execute("SELECT count(*) FROM client_dim WHERE as_of_date = '2026-01-29'").fetchone()[0] == 0
+    shutil.move(held_back, landing / "2026-01-29" / "clients.jsonl")
+    run_direct(landing, home, ["2026-01-29", "2026-02-02"], feeds=["clients"])
+    with published(home) as late, published(h["home"]) as on_time:
+        seen = late.execute("SELECT business_date FROM client_changes WHERE client_key = ? ORDER BY 1", [key]).fetchall()
+        assert [str(d) for (d,) in seen] == ["2026-01-28", "2026-01-29", "2026-01-30", "2026-02-02"]
+        for day in ("2026-01-29", "2026-02-02"):
+            sql = "SELECT * EXCLUDE (run_id, loaded_at) FROM client_dim WHERE as_of_date = ? ORDER BY ALL"
+            assert late.execute(sql, [day]).fetchall() == on_time.execute(sql, [day]).fetchall(), day

@@ -1,0 +1,268 @@
+"""Cost and revenue marts (DOMAIN §4.2): cost_income, client_profitability, campaign_performance
+(and their ledgers revenue_daily, cost_income_daily).
+
+Each figure is recomputed here in plain Python from the landing files: a trade counts at its
+current version as of the date (highest delivered so far), a CANCEL current version counts
+nothing; commissions convert with the fx of the trade date, GL amounts with the fx of the posting
+date; amounts belong to the month of their own date. Runs: the shared `sample_run` (8 January
+dates) and the month-end run of test_clients (5 dates across 31 January; made once per session).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from test_clients import (
+    SUPPORT_FUNCTIONS, client_key, close, current_trades, fx_as_known, landing_dates, month_end_run,
+    published, rate_on, read_clients, read_csv, rows,
+)
+
+EXPENSES = ("STAFF", "TECHNOLOGY", "MARKET_DATA", "PREMISES", "MARKETING", "OTHER_EXPENSE", "CLIENT_ACTIVITY")
+CATEGORY_COLUMN = {"COMMISSION": "commission_usd", "REVENUE_FEES": "fee_revenue_usd", "STAFF": "staff_usd",
+                   "TECHNOLOGY": "technology_usd", "MARKET_DATA": "market_data_usd", "PREMISES": "premises_usd",
+                   "MARKETING": "marketing_usd", "OTHER_EXPENSE": "other_expense_usd",
+                   "CLIENT_ACTIVITY": "client_activity_usd"}
+
+
+def delivered(landing: Path, feed_file: str, as_of: str) -> list[dict]:
+    return [r for day in landing_dates(landing) if day <= as_of for r in read_csv(landing / day / feed_file)]
+
+
+def live_trades(landing: Path, as_of: str, start: str) -> list[dict]:
+    """Current versions (as of the date), not cancelled, dated from start to the date."""
+    return [t for t in current_trades(landing, as_of).values()
+            if t["event_type"] != "CANCEL" and start <= t["trade_date"] <= as_of]
+
+
+def month_start(as_of: str) -> str:
+    return as_of[:8] + "01"
+
+
+# --------------------------------------------------------------------------------------------
+# expected marts
+# --------------------------------------------------------------------------------------------
+def expected_cost_income(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
+    fx = fx_as_known(landing, as_of)
+    books = [b["book"] for b in read_csv(landing / max(d for d in landing_dates(landing) if d <= as_of) / "books.csv")]
+    out = {}
+    for period, start in (("MTD", month_start(as_of)), ("YTD", as_of[:5] + "01-01")):
+        amounts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for t in live_trades(landing, as_of, start):
+            amounts[t["book"]]["COMMISSION"] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
+        for g in delivered(landing, "gl_entries.csv", as_of):
+            if start <= g["posting_date"]:
+                amounts[g["cost_center"]][g["category"]] += float(g["amount"]) * rate_on(fx, g["currency"], g["posting_date"])
+        for a in delivered(landing, "client_activity.csv", as_of):
+            if start <= a["activity_date"]:
+                amounts["SALES"]["CLIENT_ACTIVITY"] += float(a["cost_usd"])
+        centers = set(books) | set(SUPPORT_FUNCTIONS) | set(amounts)
+        firm: dict[str, float] = defaultdict(float)
+        for cc in centers:
+            for cat, v in amounts[cc].items():
+                firm[cat] += v
+        for cc, by_cat in [(c, amounts[c]) for c in centers] + [("FIRM", firm)]:
+            revenue = by_cat["COMMISSION"] + by_cat["REVENUE_FEES"]
+            expense = sum(by_cat[c] for c in EXPENSES)
+            row = {CATEGORY_COLUMN[c]: by_cat[c] for c in CATEGORY_COLUMN}
+            row.update(period_start=start, revenue_usd=revenue, expense_usd=expense,
+                       cost_to_income=expense / revenue if revenue else None)
+            out[(period, cc)] = row
+    return out
+
+
+def expected_profitability(landing: Path, as_of: str) -> dict[str, dict]:
+    """client_key -> figures, for the clients with a live trade or a touch in the month."""
+    fx = fx_as_known(landing, as_of)
+    start = month_start(as_of)
+    segment = {c["client_id"]: c["segment"] for c in read_clients(landing, as_of)}
+    out: dict[str, dict] = {}
+
+    def client(cid: str) -> dict:
+        return out.setdefault(client_key(cid), {"segment": segment[cid], "revenue_usd": 0.0,
+                                                 "activity_cost_usd": 0.0, "trades": 0})
+    for t in live_trades(landing, as_of, start):
+        c = client(t["client_id"])
+        c["revenue_usd"] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
+        c["trades"] += 1
+    for a in delivered(landing, "client_activity.csv", as_of):
+        if start <= a["activity_date"]:
+            client(a["client_id"])["activity_cost_usd"] += float(a["cost_usd"])
+    for c in out.values():
+        c["contribution_usd"] = c["revenue_usd"] - c["activity_cost_usd"]
+    return out
+
+
+def expected_campaigns(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
+    """(campaign, month) -> figures, for the months still open on the date (up to 30 days after)."""
+    on = date.fromisoformat(as_of)
+    first_month = (on - timedelta(days=30)).replace(day=1).isoformat()
+    fx = fx_as_known(landing, as_of)
+    trades_by_client: dict[str, list[dict]] = defaultdict(list)
+    for t in current_trades(landing, as_of).values():
+        if t["event_type"] != "CANCEL":
+            trades_by_client[t["client_id"]].append(t)
+    groups: dict[tuple[str, str], dict] = {}
+    deals: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for a in delivered(landing, "client_activity.csv", as_of):
+        if a["campaign_id"] is None or a["activity_date"] < first_month:
+            continue
+        key = (a["campaign_id"], month_start(a["activity_date"]))
+        g = groups.setdefault(key, {"touches": 0, "cost_usd": 0.0, "leads": 0, "deals": 0, "revenue_usd": 0.0})
+        g["touches"] += 1
+        g["cost_usd"] += float(a["cost_usd"])
+        g["leads"] += a["outcome"] == "LEAD"
+        g["deals"] += a["outcome"] == "DEAL"
+        if a["outcome"] == "DEAL":
+            deals[key + (a["client_id"],)].append(a["activity_date"])
+    for (campaign, month, client_id), days in deals.items():
+        window_start = min(days)
+        window_end = (date.fromisoformat(max(days)) + timedelta(days=30)).isoformat()
+        groups[(campaign, month)]["revenue_usd"] += sum(
+            float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
+            for t in trades_by_client[client_id] if window_start <= t["trade_date"] <= window_end)
+    for (campaign, month), g in groups.items():
+        g["converted_clients"] = len({c for (cp, m, c) in deals if (cp, m) == (campaign, month)})
+        g["conversion_rate"] = g["deals"] / g["touches"]
+        g["cost_per_deal"] = g["cost_usd"] / g["deals"] if g["deals"] else None
+    return groups
+
+
+# --------------------------------------------------------------------------------------------
+# checks shared by both runs
+# --------------------------------------------------------------------------------------------
+def assert_cost_income(con, landing: Path, as_of: str) -> None:
+    expected = expected_cost_income(landing, as_of)
+    got = {(r["period"], r["cost_center"]): r for r in rows(con, "SELECT * FROM cost_income WHERE as_of_date = ?", [as_of])}
+    assert set(got) == set(expected), (as_of, set(got) ^ set(expected))
+    for key, e in expected.items():
+        g = got[key]
+        assert str(g["period_start"]) == e["period_start"]
+        for col, v in e.items():
+            if col != "period_start":
+                assert close(g[col], v, abs_=1e-4), (as_of, key, col, g[col], v)
+
+
+def assert_profitability(con, landing: Path, as_of: str) -> None:
+    expected = expected_profitability(landing, as_of)
+    got = {r["client_key"]: r for r in rows(con, "SELECT * FROM client_profitability WHERE as_of_date = ?", [as_of])}
+    assert set(expected) <= set(got)
+    for key, g in got.items():
+        e = expected.get(key, {"revenue_usd": 0.0, "activity_cost_usd": 0.0, "trades": 0, "contribution_usd": 0.0,
+                               "segment": g["segment"]})  # a client whose only trade was cancelled
+        assert str(g["month"]) == month_start(as_of)
+        assert g["segment"] == e["segment"] and g["trades"] == e["trades"], (as_of, key)
+        for col in ("revenue_usd", "activity_cost_usd", "contribution_usd"):
+            assert close(g[col], e[col], abs_=1e-4), (as_of, key, col, g[col], e[col])
+        better = sum(1 for o in got.values() if o["segment"] == g["segment"] and o["contribution_usd"] > g["contribution_usd"])
+        assert g["rank_in_segment"] == 1 + better
+
+
+def assert_campaigns(con, landing: Path, as_of: str) -> None:
+    expected = expected_campaigns(landing, as_of)
+    got = {(r["campaign_id"], str(r["month"])): r
+           for r in rows(con, "SELECT * FROM campaign_performance WHERE as_of_date = ?", [as_of])}
+    assert set(got) == set(expected), as_of
+    for key, e in expected.items():
+        for col, v in e.items():
+            assert close(got[key][col], v, abs_=1e-4), (as_of, key, col, got[key][col], v)
+
+
+# --------------------------------------------------------------------------------------------
+# the shared sample run
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sample(sample_run):
+    with published(sample_run["home"]) as con:
+        yield sample_run, con
+
+
+def test_cost_income_against_the_files(sample):
+    run, con = sample
+    for day in (run["dates"][0], run["dates"][3], run["dates"][-1]):
+        assert_cost_income(con, run["landing"], day)
+
+
+def test_firm_revenue_ties_to_commissions_and_fee_revenue(sample):
+    """FIRM revenue = commission of the month's live trades + REVENUE_FEES, each at its date's fx."""
+    run, con = sample
+    for day in run["dates"]:
+        fx = fx_as_known(run["landing"], day)
+        start = month_start(day)
+        commissions = sum(float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
+                          for t in live_trades(run["landing"], day, start))
+        fees = sum(float(g["amount"]) * rate_on(fx, g["currency"], g["posting_date"])
+                   for g in delivered(run["landing"], "gl_entries.csv", day)
+                   if g["category"] == "REVENUE_FEES" and g["posting_date"] >= start)
+        firm = con.execute("SELECT revenue_usd, commission_usd FROM cost_income "
+                           "WHERE as_of_date = ? AND period = 'MTD' AND cost_center = 'FIRM'", [day]).fetchone()
+        assert close(firm[0], commissions + fees, abs_=1e-4) and close(firm[1], commissions, abs_=1e-4), day
+        # the books' rows add up to the FIRM row, and so do the clients' ledger rows
+        books = con.execute("SELECT sum(revenue_usd) FROM cost_income WHERE as_of_date = ? AND period = 'MTD' "
+                            "AND cost_center <> 'FIRM'", [day]).fetchone()[0]
+        clients = con.execute("SELECT sum(revenue_change_usd) FROM revenue_daily WHERE dimension = 'CLIENT' "
+                              "AND business_date <= ? AND trade_date >= ?", [day, start]).fetchone()[0]
+        assert close(books, firm[0], abs_=1e-4) and close(clients, commissions, abs_=1e-4)
+
+
+def test_cost_to_income_differs_by_desk(sample):
+    run, con = sample
+    ratios = dict(con.execute("SELECT cost_center, cost_to_income FROM cost_income WHERE as_of_date = ? "
+                              "AND period = 'MTD'", [run["dates"][-1]]).fetchall())
+    books = {b["book"] for b in read_csv(run["landing"] / run["dates"][-1] / "books.csv")}
+    desk_ratios = [ratios[b] for b in books]
+    assert all(r is not None for r in desk_ratios) and len({round(r, 3) for r in desk_ratios}) == len(books)
+    assert min(desk_ratios) < 1 < max(desk_ratios)  # some desks pay for themselves, some do not
+    assert all(ratios[f] is None for f in SUPPORT_FUNCTIONS)  # no revenue: no ratio
+
+
+def test_client_profitability_against_the_files(sample):
+    run, con = sample
+    for day in (run["dates"][0], run["dates"][-1]):
+        assert_profitability(con, run["landing"], day)
+
+
+def test_campaign_performance_against_the_files(sample):
+    run, con = sample
+    for day in (run["dates"][2], run["dates"][-1]):
+        assert_campaigns(con, run["landing"], day)
+    converted = con.execute("SELECT count(*) FILTER (WHERE deals > 0 AND revenue_usd > 0), count(*) "
+                            "FROM campaign_performance WHERE as_of_date = ?", [run["dates"][-1]]).fetchone()
+    assert converted[0] >= 2  # campaigns convert, and converted clients trade
+
+
+# --------------------------------------------------------------------------------------------
+# across a month end
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def month_end(tmp_path_factory, airflow_home):
+    return month_end_run(tmp_path_factory)
+
+
+def test_month_to_date_restarts_and_year_to_date_carries_on(month_end):
+    m = month_end
+    with published(m["home"]) as con:
+        for day in m["dates"]:
+            assert_cost_income(con, m["landing"], day)
+            assert_profitability(con, m["landing"], day)
+        firm = {(str(d), p): v for d, p, v in con.execute(
+            "SELECT as_of_date, period, revenue_usd FROM cost_income WHERE cost_center = 'FIRM'").fetchall()}
+    assert firm[("2026-01-30", "MTD")] == pytest.approx(firm[("2026-01-30", "YTD")])
+    assert firm[("2026-02-02", "MTD")] < firm[("2026-02-02", "YTD")]
+    # late January items delivered in February count in the year, not in February
+    late = [g for g in read_csv(m["landing"] / "2026-02-02" / "gl_entries.csv") if g["posting_date"] < "2026-02-01"]
+    late += [t for t in read_csv(m["landing"] / "2026-02-02" / "trades.csv") if t["trade_date"] < "2026-02-01"]
+    assert late
+
+
+def test_campaign_months_stay_open_for_thirty_days(month_end):
+    m = month_end
+    with published(m["home"]) as con:
+        for day in m["dates"]:
+            assert_campaigns(con, m["landing"], day)
+        months = {str(mo) for (mo,) in con.execute(
+            "SELECT DISTINCT month FROM campaign_performance WHERE as_of_date = '2026-02-03'").fetchall()}
+    assert months == {"2026-01-01", "2026-02-01"}

@@ -1,0 +1,507 @@
+"""Front-to-back reconciliation and settlement efficiency (DOMAIN §4.4) against the feed files.
+
+The oracle below is written from the contract, separately from the SQL, and works the other way
+round: it replays the landing files date by date in plain Python and carries each break's
+first_seen_date from the previous business date (the SQL recomputes it from change dates). Both
+must agree on every row of every date.
+
+Two data sets: a hand-made landing (a few trades, each telling one story: a break of every kind
+that ages over several business dates, across a weekend, and then resolves), and the shared
+generated sample (`sample_run`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+from collections import Counter, defaultdict
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from conftest import generate_landing
+
+BREAKS = {"BO_ONLY", "FO_ONLY", "VERSION_BREAK", "QTY_BREAK", "AMOUNT_BREAK"}
+STATUSES = ["BO_ONLY", "AWAITING_BO", "FO_ONLY", "VERSION_BREAK", "QTY_BREAK", "AMOUNT_BREAK", "MATCHED"]
+LINEAGE = ("run_id", "loaded_at")
+
+
+# --- the oracle: plain Python over the delivered files -----------------------------------------
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def business_days_between(start: str, end: str) -> int:
+    """Weekdays from start (counted) to end (not counted): 0 when equal."""
+    return int(np.busday_count(date.fromisoformat(start), date.fromisoformat(end)))
+
+
+def business_days_before(day: str, n: int) -> str:
+    return str(np.busday_offset(date.fromisoformat(day), -n, roll="forward"))
+
+
+def age_bucket(age: int | None) -> str | None:
+    if age is None:
+        return None
+    return "0-1" if age <= 1 else "2-5" if age <= 5 else "6-30" if age <= 30 else ">30"
+
+
+def usd_rates(landing: Path, as_of: str) -> dict[str, float]:
+    """Latest usd_per_unit per currency with rate_date on or before as_of (later delivery wins)."""
+    best: dict[str, tuple] = {}
+    for d in sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of):
+        for row in read_csv(landing / d / "fx_rates.csv"):
+            if row["rate_date"] <= as_of:
+                key = (row["rate_date"], d)
+                if row["currency"] not in best or key >= best[row["currency"]][0]:
+                    best[row["currency"]] = (key, float(row["usd_per_unit"]))
+    return {c: v for c, (_, v) in best.items()}
+
+
+def recon_status(front: dict | None, back: dict | None, as_of: str) -> str:
+    front_live = front is not None and front["event_type"] != "CANCEL"
+    back_live = back is not None and back["status"] != "CANCELLED"
+    if back_live and not front_live:
+        return "BO_ONLY"
+    if front_live and not back_live:
+        return "AWAITING_BO" if business_days_between(front["trade_date"], as_of) <= 1 else "FO_ONLY"
+    if front_live:
+        amount = float(front["quantity"]) * float(front["price"])
+        if int(back["trade_version"]) != int(front["version"]):
+            return "VERSION_BREAK"
+        if float(back["quantity"]) != float(front["quantity"]):
+            return "QTY_BREAK"
+        if abs(amount - float(back["settlement_amount"])) > max(0.01, 1e-6 * abs(amount)):
+            return "AMOUNT_BREAK"
+    return "MATCHED"
+
+
+def recon_history(landing: Path, dates: list[str]) -> dict[str, dict[str, dict]]:
+    """{as_of: {trade_id: row}} for consecutive business dates, replayed from the first one."""
+    front: dict[str, tuple] = {}        # trade_id -> ((version, delivered on), row)
+    settlements: dict[str, dict] = {}   # settlement_id -> latest delivered row
+    history: dict[str, dict[str, dict]] = {}
+    yesterday: dict[str, dict] = {}
+    for d in dates:
+        for row in read_csv(landing / d / "trades.csv"):
+            key = (int(row["version"]), d)
+            if row["trade_id"] not in front or key > front[row["trade_id"]][0]:
+                front[row["trade_id"]] = (key, row)
+        for row in read_csv(landing / d / "settlements.csv"):
+            settlements[row["settlement_id"]] = dict(row, delivered_on=d)
+        of_trade: dict[str, list[dict]] = defaultdict(list)
+        for s in settlements.values():
+            of_trade[s["trade_id"]].append(s)
+        window_start = business_days_before(d, 19)
+        in_window = {tid for tid, (_, f) in front.items()
+                     if window_start <= f["trade_date"] <= d
+                     and not (f["event_type"] == "CANCEL" and tid not in of_trade)}
+        in_window |= {s["trade_id"] for s in settlements.values()
+                      if s["trade_id"] not in front and window_start <= s["intended_settle_date"] <= d}
+        rates = usd_rates(landing, d)
+        today = {}
+        for tid in in_window:
+            f = front[tid][1] if tid in front else None
+            # the live instruction, else the latest cancelled one
+            b = max(of_trade[tid], key=lambda s: (s["status"] != "CANCELLED", s["delivered_on"], s["settlement_id"])) \
+                if tid in of_trade else None
+            status = recon_status(f, b, d)
+            first_seen = age = None
+            if status in BREAKS:
+                before = yesterday.get(tid)
+                first_seen = before["first_seen_date"] if before and before["status"] in BREAKS else d
+                age = business_days_between(first_seen, d)
+            amount = float(f["quantity"]) * float(f["price"]) if f else float(b["settlement_amount"])
+            today[tid] = {
+                "status": status, "book": f["book"] if f else None,
+                "front_version": int(f["version"]) if f else None,
+                "settlement_id": b["settlement_id"] if b else None,
+                "back_version": int(b["trade_version"]) if b else None,
+                "quantity_diff": float(f["quantity"]) - float(b["quantity"]) if f and b else None,
+                "amount_diff": float(f["quantity"]) * float(f["price"]) - float(b["settlement_amount"]) if f and b else None,
+                "notional_usd": amount * rates[f["currency"] if f else b["currency"]],
+                "first_seen_date": first_seen, "age_bd": age, "age_bucket": age_bucket(age),
+            }
+        history[d] = today
+        yesterday = today
+    return history
+
+
+def summary_oracle(rows: dict[str, dict]) -> dict[tuple, dict]:
+    """(book, status, age_bucket) -> trades, notional_usd, match_rate, from one date's recon rows."""
+    cells: dict[tuple, dict] = defaultdict(lambda: {"trades": 0, "notional_usd": 0.0})
+    per_book: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows.values():
+        book = r["book"] or "NO_FO_TRADE"
+        cell = cells[(book, r["status"], r["age_bucket"] or "n/a")]
+        cell["trades"] += 1
+        cell["notional_usd"] += r["notional_usd"]
+        per_book[book][0] += 1
+        per_book[book][1] += r["status"] == "MATCHED"
+    return {k: dict(v, match_rate=per_book[k[0]][1] / per_book[k[0]][0]) for k, v in cells.items()}
+
+
+def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:
+    """(intended date, custodian, currency) -> efficiency figures known on as_of, from the files."""
+    latest: dict[str, dict] = {}
+    for d in sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of):
+        for row in read_csv(landing / d / "settlements.csv"):
+            latest[row["settlement_id"]] = row
+    window_start = business_days_before(as_of, 19)
+    rates = usd_rates(landing, as_of)
+    groups: dict[tuple, dict] = defaultdict(lambda: Counter())
+    fail_ages: dict[tuple, list[int]] = defaultdict(list)
+    for s in latest.values():
+        if s["status"] == "CANCELLED" or not window_start <= s["intended_settle_date"] <= as_of:
+            continue
+        key = (s["intended_settle_date"], s["custodian"], s["currency"])
+        g = groups[key]
+        amount = float(s["settlement_amount"])
+        on_time = s["status"] == "SETTLED" and s["actual_settle_date"] <= s["intended_settle_date"]
+        g["due"] += 1
+        g["due_amount"] += amount
+        g["settled_on_time"] += on_time
+        g["settled_on_time_amount"] += amount if on_time else 0.0
+        g["settled_late"] += s["status"] == "SETTLED" and not on_time
+        g["failed"] += s["status"] == "FAILED"
+        g["partial"] += s["status"] == "PARTIAL"
+        g["pending"] += s["status"] == "PENDING"
+        if s["status"] == "FAILED":
+            fail_ages[key].append(business_days_between(s["intended_settle_date"], as_of))
+    out = {}
+    for key, g in groups.items():
+        rate = rates[key[2]]
+        out[key] = dict(g, efficiency_count=g["settled_on_time"] / g["due"],
+                        efficiency_value=g["settled_on_time_amount"] / g["due_amount"],
+                        due_amount_usd=g["due_amount"] * rate,
+                        settled_on_time_amount_usd=g["settled_on_time_amount"] * rate,
+                        avg_fail_age_bd=(sum(fail_ages[key]) / len(fail_ages[key])) if fail_ages[key] else None)
+    return out
+
+
+# --- reading the marts ---------------------------------------------------------------------------
+
+def query(db: Path, sql: str, params=()) -> list[dict]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        cur = con.execute(sql, list(params))
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def recon_mart(db: Path, as_of: str) -> dict[str, dict]:
+    rows = query(db, "SELECT * EXCLUDE (run_id, loaded_at) FROM ops_trade_recon WHERE as_of_date = ?", [as_of])
+    for r in rows:
+        r["first_seen_date"] = str(r["first_seen_date"]) if r["first_seen_date"] else None
+    return {r["trade_id"]: r for r in rows}
+
+
+def close(a, b, rel=1e-9, abs_=1e-6) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def check_recon(db: Path, history: dict[str, dict[str, dict]]) -> None:
+    for d, expected in history.items():
+        got = recon_mart(db, d)
+        assert set(got) == set(expected), (d, sorted(set(got) ^ set(expected))[:10])
+        for tid, e in expected.items():
+            g = got[tid]
+            assert (g["status"], g["first_seen_date"], g["age_bd"], g["age_bucket"]) == \
+                (e["status"], e["first_seen_date"], e["age_bd"], e["age_bucket"]), (d, tid, g, e)
+            assert (g["book"], g["front_version"], g["settlement_id"], g["back_version"]) == \
+                (e["book"], e["front_version"], e["settlement_id"], e["back_version"]), (d, tid)
+            assert close(g["quantity_diff"], e["quantity_diff"]) and close(g["amount_diff"], e["amount_diff"], abs_=1e-6)
+            assert close(g["notional_usd"], e["notional_usd"]), (d, tid)
+
+
+def check_summary(db: Path, history: dict[str, dict[str, dict]]) -> None:
+    for d, rows in history.items():
+        expected = summary_oracle(rows)
+        got = {(r["book"], r["status"], r["age_bucket"]): r for r in query(
+            db, "SELECT * FROM ops_recon_summary WHERE as_of_date = ?", [d])}
+        assert set(got) == set(expected), d
+        for key, e in expected.items():
+            g = got[key]
+            assert g["trades"] == e["trades"] and close(g["notional_usd"], e["notional_usd"], abs_=1e-4), (d, key)
+            assert close(g["match_rate"], e["match_rate"]), (d, key)
+            assert g["status_order"] == STATUSES.index(key[1]) + 1
+            assert g["is_break"] == (key[1] in BREAKS)
+
+
+def check_efficiency(db: Path, landing: Path, dates: list[str]) -> None:
+    fields = ["due", "settled_on_time", "settled_late", "failed", "partial", "pending"]
+    ratios = ["efficiency_count", "efficiency_value", "due_amount", "settled_on_time_amount",
+              "due_amount_usd", "settled_on_time_amount_usd", "avg_fail_age_bd"]
+    for d in dates:
+        expected = efficiency_oracle(landing, d)
+        got = {(str(r["intended_settle_date"]), r["custodian"], r["currency"]): r for r in query(
+            db, "SELECT * FROM ops_settlement_efficiency WHERE as_of_date = ?", [d])}
+        assert set(got) == set(expected), d
+        for key, e in expected.items():
+            assert {f: got[key][f] for f in fields} == {f: e[f] for f in fields}, (d, key)
+            for f in ratios:
+                assert close(got[key][f], e[f], abs_=1e-4), (d, key, f)
+
+
+# --- a hand-made landing: one story per trade --------------------------------------------------
+
+DAYS = ["2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09", "2026-03-10",   # Wed .. Tue, a weekend
+        "2026-03-11", "2026-03-12", "2026-03-13"]                               # inside
+RECON_FEEDS = ["books", "instruments", "clients", "fx_rates", "trades", "settlements"]
+
+
+class Story:
+    """Trade and settlement events of the hand-made landing, by delivery day index."""
+
+    def __init__(self, book: str, client: str, usd_inst: str, eur_inst: str):
+        self.book, self.client, self.usd, self.eur = book, client, usd_inst, eur_inst
+        self.trades: dict[int, list[dict]] = defaultdict(list)
+        self.settlements: dict[int, list[dict]] = defaultdict(list)
+
+    def trade(self, day: int, tid: str, version: int, event: str, trade_day: int, settle_day: int,
+              qty: int, price: float, eur: bool = False) -> None:
+        self.trades[day].append({
+            "trade_id": tid, "version": version, "event_type": event, "trade_date": DAYS[trade_day],
+            "settle_date": DAYS[settle_day], "book": self.book, "trader_id": "TRD-TEST", "client_id": self.client,
+            "instrument_id": self.eur if eur else self.usd, "side": "BUY", "quantity": qty, "price": price,
+            "currency": "EUR" if eur else "USD", "commission": round(qty * price * 0.0005, 2), "venue": "XTST",
+            "exec_timestamp": f"{DAYS[trade_day]}T10:00:00Z"})
+
+    def settle(self, day: int, sid: str, tid: str, version: int, qty: int, amount: float, intended_day: int,
+               status: str, actual_day: int | None = None, settled: int = 0, eur: bool = False) -> None:
+        self.settlements[day].append({
+            "settlement_id": sid, "trade_id": tid, "trade_version": version, "quantity": qty,
+            "settlement_amount": amount, "currency": "EUR" if eur else "USD",
+            "intended_settle_date": DAYS[intended_day],
+            "actual_settle_date": DAYS[actual_day] if actual_day is not None else "",
+            "status": status, "settled_quantity": settled,
+            "fail_reason": "SSI_MISSING" if status == "FAILED" else "",
+            "custodian": "EUROCLEAR" if eur else "BNY_MELLON"})
+
+
+def write_story(story: Story) -> None:
+    s = story
+    # T01 matched from the start, settled on time
+    s.trade(0, "T01", 1, "NEW", 0, 2, 100, 10.0)
+    s.settle(0, "S01", "T01", 1, 100, 1000.0, 2, "PENDING")
+    s.settle(2, "S01", "T01", 1, 100, 1000.0, 2, "SETTLED", 2, 100)
+    # T02 awaiting the back office for a day; settles late after a fail
+    s.trade(0, "T02", 1, "NEW", 0, 2, 50, 20.0)
+    s.settle(1, "S02", "T02", 1, 50, 1000.0, 2, "PENDING")
+    s.settle(2, "S02", "T02", 1, 50, 1000.0, 2, "FAILED")
+    s.settle(4, "S02", "T02", 1, 50, 1000.0, 2, "SETTLED", 4, 50)
+    # T03 FO_ONLY: no instruction until day 5 (awaiting on days 0-1, a break on days 2-4)
+    s.trade(0, "T03", 1, "NEW", 0, 2, 10, 30.5)
+    s.settle(5, "S03", "T03", 1, 10, 305.0, 2, "SETTLED", 5, 10)
+    # T04 VERSION_BREAK: amended on day 1, re-booked by operations on day 4
+    s.trade(0, "T04", 1, "NEW", 0, 3, 100, 5.0)
+    s.settle(0, "S04", "T04", 1, 100, 500.0, 3, "PENDING")
+    s.trade(1, "T04", 2, "AMEND", 0, 3, 120, 5.0)
+    s.settle(4, "S04", "T04", 1, 100, 500.0, 3, "CANCELLED")
+    s.settle(4, "S04B", "T04", 2, 120, 600.0, 3, "SETTLED", 4, 120)
+    # T05 QTY_BREAK for seven business dates (ages 0..6, across the weekend), re-booked on day 7
+    s.trade(0, "T05", 1, "NEW", 0, 2, 500, 2.0)
+    s.settle(0, "S05", "T05", 1, 50, 100.0, 2, "PENDING")
+    s.settle(2, "S05", "T05", 1, 50, 100.0, 2, "FAILED")
+    s.settle(7, "S05", "T05", 1, 50, 100.0, 2, "CANCELLED")
+    s.settle(7, "S05B", "T05", 1, 500, 1000.0, 2, "SETTLED", 7, 500)
+    # T06 AMOUNT_BREAK (EUR): amount 1 % off, re-booked on day 5
+    s.trade(1, "T06", 1, "NEW", 1, 3, 10, 99.5, eur=True)
+    s.settle(1, "S06", "T06", 1, 10, 1004.95, 3, "PENDING", eur=True)
+    s.settle(3, "S06", "T06", 1, 10, 1004.95, 3, "FAILED", eur=True)
+    s.settle(5, "S06", "T06", 1, 10, 1004.95, 3, "CANCELLED", eur=True)
+    s.settle(5, "S06B", "T06", 1, 10, 995.0, 3, "SETTLED", 5, 10, eur=True)
+    # T07 BO_ONLY: an instruction the front office never booked, from its intended date; then void
+    s.settle(0, "S07", "T07", 1, 40, 400.0, 2, "PENDING")
+    s.settle(6, "S07", "T07", 1, 40, 400.0, 2, "CANCELLED")
+    # T08 BO_ONLY: cancelled on the front on day 2, the instruction only on day 5
+    s.trade(0, "T08", 1, "NEW", 0, 3, 30, 10.0)
+    s.settle(0, "S08", "T08", 1, 30, 300.0, 3, "PENDING")
+    s.trade(2, "T08", 2, "CANCEL", 0, 3, 30, 10.0)
+    s.settle(5, "S08", "T08", 1, 30, 300.0, 3, "CANCELLED")
+    # T09 one run of two kinds: QTY_BREAK (days 0-1) then VERSION_BREAK (days 2-3), re-booked on day 4
+    s.trade(0, "T09", 1, "NEW", 0, 4, 200, 1.5)
+    s.settle(0, "S09", "T09", 1, 210, 315.0, 4, "PENDING")
+    s.trade(2, "T09", 2, "AMEND", 0, 4, 210, 1.5)
+    s.settle(4, "S09", "T09", 1, 210, 315.0, 4, "CANCELLED")
+    s.settle(4, "S09B", "T09", 2, 210, 315.0, 4, "SETTLED", 4, 210)
+    # T10 a break that resolves and opens again: amended on day 3 (re-booked day 5) and on day 6
+    s.trade(0, "T10", 1, "NEW", 0, 6, 70, 3.0)
+    s.settle(0, "S10", "T10", 1, 70, 210.0, 6, "PENDING")
+    s.trade(3, "T10", 2, "AMEND", 0, 6, 80, 3.0)
+    s.settle(5, "S10", "T10", 1, 70, 210.0, 6, "CANCELLED")
+    s.settle(5, "S10B", "T10", 2, 80, 240.0, 6, "PENDING")
+    s.trade(6, "T10", 3, "AMEND", 0, 6, 90, 3.0)
+    # T11 a late booking (trade date day 1, delivered day 3): FO_ONLY at once, partly settled day 4
+    s.trade(3, "T11", 1, "NEW", 1, 3, 60, 7.25)
+    s.settle(4, "S11", "T11", 1, 60, 435.0, 3, "PARTIAL", 4, 25)
+    # T12 cancelled on the front before any instruction: out of the recon
+    s.trade(0, "T12", 1, "NEW", 0, 2, 15, 4.0)
+    s.trade(1, "T12", 2, "CANCEL", 0, 2, 15, 4.0)
+    # T13 fails and stays failed (matched for the recon, a fail for efficiency)
+    s.trade(2, "T13", 1, "NEW", 2, 4, 25, 8.0)
+    s.settle(2, "S13", "T13", 1, 25, 200.0, 4, "PENDING")
+    s.settle(4, "S13", "T13", 1, 25, 200.0, 4, "FAILED")
+    # T14 pending past its intended date
+    s.trade(5, "T14", 1, "NEW", 5, 7, 12, 9.0)
+    s.settle(5, "S14", "T14", 1, 12, 108.0, 7, "PENDING")
+    # T15 booked on a Friday: awaiting over the weekend, FO_ONLY on Tuesday, matched on Wednesday
+    s.trade(2, "T15", 1, "NEW", 2, 4, 44, 2.5)
+    s.settle(5, "S15", "T15", 1, 44, 110.0, 4, "SETTLED", 5, 44)
+
+
+def _csv_text(columns: list[str], rows: list[dict]) -> bytes:
+    lines = [",".join(columns)] + [",".join(str(r[c]) for c in columns) for r in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def build_handmade_landing(root: Path) -> Path:
+    """A small generated landing whose trades and settlements are replaced by the stories."""
+    from midoffice.contracts import load_contracts
+
+    landing = generate_landing(root / "landing", DAYS[0], len(DAYS), 20, seed=3)
+    assert sorted(p.name for p in landing.iterdir() if p.is_dir()) == DAYS
+    first = landing / DAYS[0]
+    book = read_csv(first / "books.csv")[0]["book"]
+    instruments = read_csv(first / "instruments.csv")
+    usd = next(i["instrument_id"] for i in instruments if i["currency"] == "USD")
+    eur = next(i["instrument_id"] for i in instruments if i["currency"] == "EUR")
+    everyday = set.intersection(*[{json.loads(line)["client_id"] for line in (landing / d / "clients.jsonl").open()}
+                                  for d in DAYS])
+    story = Story(book, min(everyday), usd, eur)
+    write_story(story)
+    contracts = load_contracts()
+    for i, d in enumerate(DAYS):
+        manifest = json.loads((landing / d / "_manifest.json").read_text())
+        for feed, rows in (("trades", story.trades[i]), ("settlements", story.settlements[i])):
+            data = _csv_text(contracts[feed].column_names, rows)
+            (landing / d / contracts[feed].file).write_bytes(data)
+            manifest["feeds"][feed].update(rows=len(rows), sha256=hashlib.sha256(data).hexdigest())
+        (landing / d / "_manifest.json").write_text(json.dumps(manifest, indent=1))
+    return landing
+
+
+def run_direct(settings, dates: list[str], feeds: list[str], publish_at_end: bool = True) -> None:
+    """The DAG's steps without Airflow: ingest, validate and gate the feeds, build; publish once.
+
+    The reference feeds (books, instruments, clients) load on the first date only: the trades'
+    references are checked against the latest delivery that loaded, and no recon mart needs them.
+    """
+    from midoffice.contracts import load_contracts
+    from midoffice.ingest import ingest_feed
+    from midoffice.publish import publish
+    from midoffice.stages import validate_and_gate
+    from midoffice.warehouse import build_warehouse
+
+    contracts = load_contracts()
+    for i, d in enumerate(dates):
+        run_id = f"test_recon__{d}"
+        for feed in feeds:
+            if i > 0 and contracts[feed].kind in ("reference", "snapshot"):
+                continue
+            ingest_feed(settings, d, feed, run_id)
+            validate_and_gate(settings, d, feed, run_id)
+        build_warehouse(settings, d, run_id)
+    if publish_at_end:
+        publish(settings, dates[-1], f"test_recon__{dates[-1]}")
+
+
+@pytest.fixture(scope="module")
+def handmade(tmp_path_factory, airflow_home):
+    # airflow_home first: the build may look up an Airflow connection, and Airflow must not be
+    # configured before the session's metadata DB is chosen
+    from midoffice.config import settings_from
+    from midoffice.contracts import ingest_order
+
+    root = tmp_path_factory.mktemp("recon")
+    landing = build_handmade_landing(root)
+    settings = settings_from(landing, root / "home")
+    run_direct(settings, DAYS, [f for f in ingest_order() if f in RECON_FEEDS])
+    return {"landing": landing, "settings": settings, "db": settings.published_db,
+            "history": recon_history(landing, DAYS)}
+
+
+def test_the_handmade_landing_tells_every_story(handmade):
+    """The fixture itself: every status, every reachable age bucket, and every break resolves."""
+    history = handmade["history"]
+    seen = Counter(r["status"] for rows in history.values() for r in rows.values())
+    assert set(seen) == set(STATUSES), seen
+    assert {r["age_bucket"] for rows in history.values() for r in rows.values()} == {None, "0-1", "2-5", "6-30"}
+    timeline = defaultdict(list)
+    for d in DAYS:
+        for tid, r in history[d].items():
+            timeline[tid].append(r["status"])
+    assert timeline["T05"] == ["QTY_BREAK"] * 7 + ["MATCHED"]
+    assert timeline["T09"][:4] == ["QTY_BREAK"] * 2 + ["VERSION_BREAK"] * 2
+    assert [history[d]["T09"]["first_seen_date"] for d in DAYS[:4]] == [DAYS[0]] * 4  # one run, two kinds
+    assert history[DAYS[6]]["T10"]["first_seen_date"] == DAYS[6]                      # a new run
+    assert "T12" not in history[DAYS[1]]                                              # cancelled, no settlement
+    for kind in BREAKS:
+        resolved = [tid for tid, states in timeline.items() if kind in states and states[-1] == "MATCHED"]
+        assert resolved, f"no {kind} that resolves"
+
+
+def test_recon_statuses_and_ages_match_the_files(handmade):
+    check_recon(handmade["db"], handmade["history"])
+
+
+def test_recon_summary_matches_the_files(handmade):
+    check_summary(handmade["db"], handmade["history"])
+
+
+def test_settlement_efficiency_by_count_and_value_matches_the_files(handmade):
+    check_efficiency(handmade["db"], handmade["landing"], DAYS)
+    rows = query(handmade["db"], "SELECT * FROM ops_settlement_efficiency WHERE as_of_date = ?", [DAYS[-1]])
+    # the stories cover every outcome, and count and value efficiency differ
+    assert all(sum(r[f] for r in rows) > 0 for f in ("settled_on_time", "settled_late", "failed", "partial", "pending"))
+    assert any(r["efficiency_count"] != r["efficiency_value"] for r in rows)
+
+
+def test_a_rebuild_of_an_earlier_date_gives_the_daily_ages(handmade, tmp_path):
+    """Backfill: rebuilding a middle date after later ones reproduces its rows exactly."""
+    from midoffice.publish import publish
+    from midoffice.warehouse import build_warehouse
+
+    settings = handmade["settings"]
+    before = {d: recon_mart(handmade["db"], d) for d in DAYS}
+    build_warehouse(settings, DAYS[4], "test_recon__rebuild")
+    publish(settings, DAYS[4], "test_recon__rebuild")
+    assert {d: recon_mart(handmade["db"], d) for d in DAYS} == before
+
+
+# --- the generated sample (8 business dates through the real DAG) -------------------------------
+
+@pytest.fixture(scope="module")
+def sample_recon(sample_run):
+    landing, dates = sample_run["landing"], sample_run["dates"]
+    return {"db": sample_run["home"] / "warehouse" / "marts.duckdb", "landing": landing, "dates": dates,
+            "history": recon_history(landing, dates)}
+
+
+@pytest.mark.slow
+def test_sample_recon_matches_the_files(sample_recon):
+    check_recon(sample_recon["db"], sample_recon["history"])
+    statuses = {r["status"] for rows in sample_recon["history"].values() for r in rows.values()}
+    assert statuses == set(STATUSES), statuses
+
+
+@pytest.mark.slow
+def test_sample_recon_summary_matches_the_files(sample_recon):
+    check_summary(sample_recon["db"], sample_recon["history"])
+
+
+@pytest.mark.slow
+def test_sample_settlement_efficiency_matches_the_files(sample_recon):
+    check_efficiency(sample_recon["db"], sample_recon["landing"], sample_recon["dates"])

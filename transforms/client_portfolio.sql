@@ -1,0 +1,104 @@
+-- Each client's portfolio on the business date: size, breadth and concentration of the holdings
+-- the custodians report, against the concentration its risk profile allows (CLIENT_HHI_MAX).
+-- Market values as in risk_exposure: quantity × latest close × fx, summed over custodians.
+WITH holdings AS (
+    SELECT holder_id AS client_id, instrument_id, sum(quantity) AS quantity
+    FROM core.positions
+    WHERE business_date = getvariable('as_of_date') AND holder_type = 'CLIENT'
+    GROUP BY ALL
+),
+
+instruments AS (
+    SELECT instrument_id, asset_class, currency
+    FROM core.instruments
+    WHERE business_date = (
+        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
+    )
+),
+
+closes AS (
+    SELECT instrument_id, arg_max(close_price, (price_date, business_date)) AS price
+    FROM core.prices
+    WHERE price_date <= getvariable('as_of_date') AND business_date <= getvariable('as_of_date')
+      AND instrument_id IN (SELECT instrument_id FROM holdings)
+    GROUP BY instrument_id
+),
+
+fx AS (
+    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
+    FROM core.fx_rates
+    WHERE rate_date <= getvariable('as_of_date') AND business_date <= getvariable('as_of_date')
+    GROUP BY currency
+),
+
+valued AS (
+    SELECT h.client_id, h.instrument_id, i.asset_class,
+           h.quantity * c.price * fx.usd_per_unit AS market_value_usd
+    FROM holdings h
+    LEFT JOIN instruments i USING (instrument_id)
+    LEFT JOIN closes c USING (instrument_id)
+    LEFT JOIN fx ON fx.currency = i.currency
+),
+
+gross AS (
+    -- weights on gross value (|MV|), as in risk_concentration; exact sums, so a rebuild gives
+    -- the same figures whatever the order of the rows
+    SELECT client_id, CAST(sum(CAST(abs(market_value_usd) AS DECIMAL(38, 12))) AS DOUBLE) AS gross_usd
+    FROM valued
+    GROUP BY client_id
+),
+
+shares AS (
+    SELECT v.*, abs(v.market_value_usd) / nullif(g.gross_usd, 0) AS share
+    FROM valued v
+    JOIN gross g USING (client_id)
+),
+
+portfolios AS (
+    SELECT
+        client_id,
+        CAST(sum(CAST(market_value_usd AS DECIMAL(38, 12))) AS DOUBLE) AS aum_usd,
+        count(*) AS n_positions,
+        count(DISTINCT asset_class) AS n_asset_classes,
+        CAST(sum(CAST(share * share AS DECIMAL(38, 18))) AS DOUBLE) AS hhi,
+        max(share) AS top_holding_share
+    FROM shares
+    GROUP BY client_id
+),
+
+profiles AS (
+    SELECT client_id, segment, risk_profile
+    FROM core.clients
+    WHERE business_date = (
+        SELECT max(business_date) FROM core.clients WHERE business_date <= getvariable('as_of_date')
+    )
+),
+
+hhi_targets AS (
+    SELECT scope_id AS risk_profile, target_value AS hhi_max
+    FROM core.targets
+    WHERE metric = 'CLIENT_HHI_MAX' AND business_date = (
+        SELECT max(business_date) FROM core.targets WHERE business_date <= getvariable('as_of_date')
+    )
+),
+
+final AS (
+    SELECT
+        getvariable('as_of_date') AS as_of_date,
+        client_key(p.client_id) AS client_key,
+        c.segment,
+        c.risk_profile,
+        p.aum_usd,
+        p.n_positions,
+        p.n_asset_classes,
+        p.hhi,
+        1 / nullif(p.hhi, 0) AS effective_n,
+        p.top_holding_share,
+        t.hhi_max,
+        p.hhi > t.hhi_max AS risk_profile_breach
+    FROM portfolios p
+    LEFT JOIN profiles c USING (client_id)
+    LEFT JOIN hhi_targets t USING (risk_profile)
+)
+
+SELECT * FROM final ORDER BY client_key

@@ -1,0 +1,112 @@
+-- Client demographics, churn, wealth and activity by segment × country × age band, month to date
+-- as known on the business date. Clients are grouped by their attributes on the date (a client
+-- that changed segment counts in its new segment for every figure, churn included).
+WITH month_start AS (
+    SELECT date_trunc('month', getvariable('as_of_date'))::DATE AS d
+),
+
+history AS (
+    SELECT * FROM main.client_dim WHERE as_of_date = getvariable('as_of_date')
+),
+
+clients AS (
+    SELECT client_key, segment, country, age_band, status, onboarding_date
+    FROM history
+    WHERE is_current
+),
+
+status_at_month_start AS (
+    -- the version in force just before the month; if the warehouse's history starts inside the
+    -- month, the first version known of a client onboarded before the month
+    SELECT
+        client_key,
+        coalesce(
+            arg_max(status, valid_from) FILTER (WHERE valid_from < (SELECT d FROM month_start)),
+            CASE WHEN min(onboarding_date) < (SELECT d FROM month_start) THEN arg_min(status, valid_from) END
+        ) AS status
+    FROM history
+    GROUP BY client_key
+),
+
+revenue AS (
+    SELECT member AS client_key, CAST(sum(CAST(revenue_change_usd AS DECIMAL(38, 12))) AS DOUBLE) AS revenue_usd
+    FROM main.revenue_daily
+    WHERE dimension = 'CLIENT'
+      AND business_date BETWEEN (SELECT d FROM month_start) AND getvariable('as_of_date')
+      AND trade_date >= (SELECT d FROM month_start)
+    GROUP BY member
+),
+
+touched AS (
+    SELECT client_id, count(*) AS touches, count(*) FILTER (WHERE outcome = 'DEAL') AS deals
+    FROM core.client_activity
+    WHERE business_date BETWEEN (SELECT d FROM month_start) AND getvariable('as_of_date')
+      AND activity_date >= (SELECT d FROM month_start)
+    GROUP BY client_id
+),
+
+touches AS (
+    SELECT client_key(client_id) AS client_key, touches, deals FROM touched
+),
+
+portfolios AS (
+    SELECT client_key, aum_usd, hhi
+    FROM main.client_portfolio
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+per_client AS (
+    SELECT
+        c.segment, c.country, c.age_band,
+        c.status = 'ACTIVE' AS is_active,
+        coalesce(m.status = 'ACTIVE', false) AS was_active,
+        c.onboarding_date >= (SELECT d FROM month_start) AS is_new,
+        c.status = 'CLOSED' AND m.status IS DISTINCT FROM 'CLOSED' AS churned,
+        p.aum_usd, p.hhi, r.revenue_usd, t.touches, t.deals
+    FROM clients c
+    LEFT JOIN status_at_month_start m USING (client_key)
+    LEFT JOIN portfolios p USING (client_key)
+    LEFT JOIN revenue r USING (client_key)
+    LEFT JOIN touches t USING (client_key)
+),
+
+grouped AS (
+    SELECT
+        segment, country, age_band,
+        count(*) AS clients,
+        count(*) FILTER (WHERE is_active) AS clients_active,
+        count(*) FILTER (WHERE was_active) AS clients_active_at_month_start,
+        count(*) FILTER (WHERE is_new) AS clients_new,
+        count(*) FILTER (WHERE churned) AS clients_churned,
+        coalesce(CAST(sum(CAST(aum_usd AS DECIMAL(38, 12))) AS DOUBLE), 0) AS aum_usd,
+        coalesce(CAST(sum(CAST(revenue_usd AS DECIMAL(38, 12))) AS DOUBLE), 0) AS revenue_usd,
+        median(hhi) AS median_client_hhi,
+        CAST(coalesce(sum(touches), 0) AS BIGINT) AS touches,
+        CAST(coalesce(sum(deals), 0) AS BIGINT) AS deals
+    FROM per_client
+    GROUP BY ALL
+),
+
+final AS (
+    SELECT
+        getvariable('as_of_date') AS as_of_date,
+        (SELECT d FROM month_start) AS month,
+        segment,
+        country,
+        age_band,
+        clients,
+        clients_active,
+        clients_active_at_month_start,
+        clients_new,
+        clients_churned,
+        clients_churned / nullif(clients_active_at_month_start, 0) AS churn_rate,
+        aum_usd,
+        revenue_usd,
+        revenue_usd / nullif(clients_active, 0) AS revenue_per_client,
+        median_client_hhi,
+        touches,
+        deals
+    FROM grouped
+)
+
+SELECT * FROM final ORDER BY segment, country, age_band

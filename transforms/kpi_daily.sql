@@ -1,0 +1,90 @@
+-- One page of KPIs for the business date, read from the marts built for it. A KPI whose source
+-- mart has no rows for the date is null (never a misleading zero).
+WITH firm_exposure AS (
+    SELECT
+        fsum(abs(market_value_usd)) AS firm_gross_exposure_usd,
+        fsum(market_value_usd) AS firm_net_exposure_usd
+    FROM main.risk_exposure
+    WHERE as_of_date = getvariable('as_of_date') AND holder_type = 'BOOK'
+),
+
+firm_var AS (
+    SELECT max(var_99) AS firm_var_99_usd
+    FROM main.risk_var
+    WHERE as_of_date = getvariable('as_of_date') AND portfolio = 'FIRM'
+),
+
+limits AS (
+    SELECT
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'WARNING') END AS limits_warning,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'BREACH') END AS limits_breach
+    FROM main.risk_limit_utilisation
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+recon AS (
+    SELECT
+        CASE WHEN count(*) > 0 THEN count(*) END AS recon_trades,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'MATCHED') END AS recon_matched,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'MATCHED') / count(*) END AS recon_match_rate,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status NOT IN ('MATCHED', 'AWAITING_BO')) END AS open_breaks,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE age_bd > 5) END AS breaks_over_5bd
+    FROM main.ops_trade_recon
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+settlement AS (
+    SELECT
+        CAST(sum(due) AS BIGINT) AS settlements_due,
+        sum(settled_on_time) / sum(due) AS settlement_efficiency,
+        fsum(settled_on_time_amount_usd) / fsum(due_amount_usd) AS settlement_efficiency_value
+    FROM main.ops_settlement_efficiency
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+clients AS (
+    -- the latest client file delivered on or before the date
+    SELECT count(*) FILTER (WHERE status = 'ACTIVE') AS active_clients
+    FROM core.clients
+    WHERE business_date = (SELECT max(business_date) FROM core.clients WHERE business_date <= getvariable('as_of_date'))
+),
+
+month_to_date AS (
+    SELECT max(revenue_usd) AS revenue_mtd_usd, max(cost_to_income) AS cost_to_income_mtd
+    FROM main.cost_income
+    WHERE as_of_date = getvariable('as_of_date') AND period = 'MTD' AND cost_center = 'FIRM'
+),
+
+feeds AS (
+    SELECT
+        count(*) AS feeds_total,
+        count(*) FILTER (WHERE gate = 'PASS') AS feeds_passed
+    FROM main.dq_feed_health
+    WHERE business_date = getvariable('as_of_date')
+),
+
+final AS (
+    SELECT
+        getvariable('as_of_date') AS business_date,
+        firm_gross_exposure_usd,
+        firm_net_exposure_usd,
+        firm_var_99_usd,
+        limits_warning,
+        limits_breach,
+        recon_trades,
+        recon_matched,
+        recon_match_rate,
+        open_breaks,
+        breaks_over_5bd,
+        settlements_due,
+        settlement_efficiency,
+        settlement_efficiency_value,
+        active_clients,
+        revenue_mtd_usd,
+        cost_to_income_mtd,
+        feeds_passed,
+        feeds_total
+    FROM firm_exposure, firm_var, limits, recon, settlement, clients, month_to_date, feeds
+)
+
+SELECT * FROM final ORDER BY business_date

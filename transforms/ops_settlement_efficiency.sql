@@ -1,0 +1,92 @@
+-- Settlement efficiency of the instructions due in the 20 business dates up to the business date,
+-- as known on that date: a late settlement or a fail that is repaired changes the figures of its
+-- intended date on later dates, so every as-of date republishes the whole window.
+-- Business-date arithmetic as in ops_trade_recon: bd(x) numbers weekdays consecutively.
+WITH as_of AS (
+    SELECT
+        getvariable('as_of_date') AS as_of_date,
+        5 * (date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) // 7)
+            + least(date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) % 7, 4) AS as_of_bd
+),
+
+bounds AS (
+    -- the window of intended dates, and a lookback of 40 more business dates for instructions
+    -- created long before they are due
+    SELECT
+        as_of_date,
+        as_of_bd,
+        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
+        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start
+    FROM as_of
+),
+
+settlements_now AS (
+    -- each settlement's latest delivered row
+    SELECT s.*
+    FROM core.settlements s, bounds b
+    WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
+    QUALIFY row_number() OVER (PARTITION BY s.settlement_id ORDER BY s.business_date DESC) = 1
+),
+
+due AS (
+    -- live instructions due in the window (a cancelled one was replaced by a re-booking, or is void)
+    SELECT
+        s.*,
+        s.status = 'SETTLED' AND s.actual_settle_date <= s.intended_settle_date AS on_time,
+        b.as_of_bd - (5 * (date_diff('day', DATE '1970-01-05', s.intended_settle_date) // 7)
+            + least(date_diff('day', DATE '1970-01-05', s.intended_settle_date) % 7, 4)) AS days_past_due
+    FROM settlements_now s, bounds b
+    WHERE s.status <> 'CANCELLED'
+      AND s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
+),
+
+fx AS (
+    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
+    FROM core.fx_rates, bounds b
+    WHERE rate_date BETWEEN b.lookback_start AND b.as_of_date AND business_date <= b.as_of_date
+    GROUP BY currency
+),
+
+by_date_custodian_currency AS (
+    SELECT
+        intended_settle_date,
+        custodian,
+        currency,
+        count(*) AS due,
+        count(*) FILTER (WHERE on_time) AS settled_on_time,
+        count(*) FILTER (WHERE status = 'SETTLED' AND NOT on_time) AS settled_late,
+        count(*) FILTER (WHERE status = 'FAILED') AS failed,
+        count(*) FILTER (WHERE status = 'PARTIAL') AS partial,
+        count(*) FILTER (WHERE status = 'PENDING') AS pending,
+        fsum(settlement_amount) AS due_amount,
+        coalesce(fsum(settlement_amount) FILTER (WHERE on_time), 0) AS settled_on_time_amount,
+        avg(days_past_due) FILTER (WHERE status = 'FAILED') AS avg_fail_age_bd
+    FROM due
+    GROUP BY ALL
+),
+
+final AS (
+    SELECT
+        b.as_of_date,
+        e.intended_settle_date,
+        e.custodian,
+        e.currency,
+        e.due,
+        e.settled_on_time,
+        e.settled_late,
+        e.failed,
+        e.partial,
+        e.pending,
+        e.settled_on_time / e.due AS efficiency_count,
+        e.due_amount,
+        e.settled_on_time_amount,
+        e.settled_on_time_amount / e.due_amount AS efficiency_value,
+        e.due_amount * fx.usd_per_unit AS due_amount_usd,
+        e.settled_on_time_amount * fx.usd_per_unit AS settled_on_time_amount_usd,
+        e.avg_fail_age_bd
+    FROM by_date_custodian_currency e
+    CROSS JOIN bounds b
+    LEFT JOIN fx ON fx.currency = e.currency
+)
+
+SELECT * FROM final ORDER BY intended_settle_date, custodian, currency

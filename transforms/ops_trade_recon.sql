@@ -1,0 +1,296 @@
+-- Front-to-back reconciliation of every trade in the recon window, as known on the business date.
+--
+-- Front: a trade's current version = its highest version delivered up to the date.
+-- Back: a settlement's current state = its latest delivered row; a trade's current settlement is
+-- its live one (not CANCELLED; one at a time: a re-booking cancels the earlier instruction), else
+-- its latest cancelled one.
+-- Window: trades with trade_date in the 20 business dates up to the date, plus settlements whose
+-- trade the front office does not know, with intended_settle_date in those 20 business dates.
+--
+-- Ageing is recomputed from the core tables, not carried from yesterday's rows, so a backfill or
+-- a rerun of any date gives the same ages as the daily run. A trade's status can only change on
+-- a few "change dates": when a front or back row for it is delivered, when its settlement's
+-- intended date enters the window, and on the second business day after trade_date (when
+-- AWAITING_BO turns into FO_ONLY). The status is evaluated on those dates only (a handful per
+-- trade), with the same rules as for the as-of date; first_seen_date is the first change date of
+-- the current run of break statuses. Nothing in the window can be older than the window, so the
+-- history read is bounded by it.
+--
+-- Business dates are weekdays. bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4)
+-- numbers them consecutively (a weekend day counts as the Friday before it), and
+-- DATE '1970-01-05' + 7 * (i // 5) + i % 5 turns a number back into its date.
+WITH as_of AS (
+    SELECT
+        getvariable('as_of_date') AS as_of_date,
+        5 * (date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) // 7)
+            + least(date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) % 7, 4) AS as_of_bd
+),
+
+bounds AS (
+    -- the window (20 business dates up to the date) and a lookback of 40 more business dates,
+    -- enough for any settlement instruction or front-office booking of a trade in the window
+    SELECT
+        as_of_date,
+        as_of_bd,
+        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
+        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start
+    FROM as_of
+),
+
+front_events AS (
+    SELECT
+        t.business_date AS delivered_on,
+        t.trade_id, t.version, t.event_type, t.trade_date, t.settle_date, t.book, t.instrument_id,
+        t.side, t.quantity, t.price, t.currency,
+        5 * (date_diff('day', DATE '1970-01-05', t.trade_date) // 7)
+            + least(date_diff('day', DATE '1970-01-05', t.trade_date) % 7, 4) AS trade_bd
+    FROM core.trades t, bounds b
+    WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
+),
+
+back_events AS (
+    SELECT
+        s.business_date AS delivered_on,
+        s.settlement_id, s.trade_id, s.trade_version, s.quantity, s.settlement_amount, s.currency,
+        s.intended_settle_date, s.actual_settle_date, s.status, s.settled_quantity, s.custodian
+    FROM core.settlements s, bounds b
+    WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
+),
+
+front_now AS (
+    SELECT *
+    FROM front_events
+    QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY version DESC, delivered_on DESC) = 1
+),
+
+back_now AS (
+    SELECT *
+    FROM back_events
+    QUALIFY row_number() OVER (PARTITION BY settlement_id ORDER BY delivered_on DESC) = 1
+),
+
+trades_in_window AS (
+    SELECT f.trade_id
+    FROM front_now f, bounds b
+    WHERE f.trade_date BETWEEN b.window_start AND b.as_of_date
+),
+
+settlements_without_trade AS (
+    SELECT DISTINCT s.trade_id
+    FROM back_now s, bounds b
+    WHERE s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
+      AND NOT EXISTS (SELECT 1 FROM front_events f WHERE f.trade_id = s.trade_id)
+),
+
+candidates AS (
+    SELECT trade_id FROM trades_in_window
+    UNION
+    SELECT trade_id FROM settlements_without_trade
+),
+
+change_dates AS (
+    -- the dates on which a candidate's status can change, within the window
+    SELECT DISTINCT c.trade_id, x.change_date
+    FROM candidates c
+    JOIN (
+        SELECT trade_id, delivered_on AS change_date FROM front_events
+        UNION ALL
+        -- the second business day after trade_date: AWAITING_BO becomes FO_ONLY
+        SELECT trade_id,
+               DATE '1970-01-05' + CAST(7 * ((trade_bd + 2) // 5) + (trade_bd + 2) % 5 AS INTEGER)
+        FROM front_events
+        UNION ALL
+        SELECT trade_id, delivered_on FROM back_events
+        UNION ALL
+        -- an instruction without a trade enters the window on its intended date (next weekday)
+        SELECT trade_id,
+               intended_settle_date + CAST(CASE isodow(intended_settle_date) WHEN 6 THEN 2 WHEN 7 THEN 1 ELSE 0 END AS INTEGER)
+        FROM back_events
+        UNION ALL
+        SELECT trade_id, as_of_date FROM candidates, bounds
+    ) x ON x.trade_id = c.trade_id
+    , bounds b
+    WHERE x.change_date BETWEEN b.window_start AND b.as_of_date
+),
+
+front_at AS (
+    -- the trade's highest version delivered up to each change date
+    SELECT d.trade_id, d.change_date, f.*  EXCLUDE (trade_id)
+    FROM change_dates d
+    JOIN front_events f ON f.trade_id = d.trade_id AND f.delivered_on <= d.change_date
+    QUALIFY row_number() OVER (PARTITION BY d.trade_id, d.change_date ORDER BY f.version DESC, f.delivered_on DESC) = 1
+),
+
+settlement_states_at AS (
+    -- each settlement's latest row delivered up to each change date
+    SELECT d.trade_id, d.change_date, s.* EXCLUDE (trade_id)
+    FROM change_dates d
+    JOIN back_events s ON s.trade_id = d.trade_id AND s.delivered_on <= d.change_date
+    QUALIFY row_number() OVER (PARTITION BY d.trade_id, d.change_date, s.settlement_id ORDER BY s.delivered_on DESC) = 1
+),
+
+back_at AS (
+    -- the trade's current settlement: the live one, else the latest cancelled one
+    SELECT *
+    FROM settlement_states_at
+    QUALIFY row_number() OVER (
+        PARTITION BY trade_id, change_date
+        ORDER BY (status <> 'CANCELLED') DESC, delivered_on DESC, settlement_id DESC
+    ) = 1
+),
+
+sides_at AS (
+    SELECT
+        d.trade_id,
+        d.change_date,
+        5 * (date_diff('day', DATE '1970-01-05', d.change_date) // 7)
+            + least(date_diff('day', DATE '1970-01-05', d.change_date) % 7, 4) AS change_bd,
+        f.version AS front_version,
+        f.event_type AS front_event_type,
+        f.trade_date,
+        f.trade_bd,
+        f.quantity AS front_quantity,
+        f.quantity * f.price AS front_amount,
+        f.trade_id IS NOT NULL AND f.event_type <> 'CANCEL' AS front_live,
+        f.trade_id IS NOT NULL AND f.event_type = 'CANCEL' AS front_cancelled,
+        s.trade_version AS back_version,
+        s.quantity AS back_quantity,
+        s.settlement_amount AS back_amount,
+        s.intended_settle_date,
+        s.trade_id IS NOT NULL AND s.status <> 'CANCELLED' AS back_live,
+        s.trade_id IS NOT NULL AS back_known
+    FROM change_dates d
+    LEFT JOIN front_at f ON f.trade_id = d.trade_id AND f.change_date = d.change_date
+    LEFT JOIN back_at s ON s.trade_id = d.trade_id AND s.change_date = d.change_date
+),
+
+status_at AS (
+    -- the status each change date would have had as its own as-of date (ABSENT: not in the recon)
+    SELECT
+        trade_id,
+        change_date,
+        CASE
+            -- a trade cancelled on the front with no settlement is out of the window
+            WHEN front_version IS NOT NULL AND NOT (front_cancelled AND NOT back_known)
+                 AND trade_bd BETWEEN change_bd - 19 AND change_bd THEN 'IN'
+            WHEN front_version IS NULL AND back_known
+                 AND intended_settle_date <= change_date
+                 AND intended_settle_date >= DATE '1970-01-05'
+                     + CAST(7 * ((change_bd - 19) // 5) + (change_bd - 19) % 5 AS INTEGER) THEN 'IN'
+            ELSE 'OUT'
+        END AS presence,
+        CASE
+            WHEN back_live AND NOT front_live THEN 'BO_ONLY'
+            WHEN front_live AND NOT back_live AND change_bd - trade_bd <= 1 THEN 'AWAITING_BO'
+            WHEN front_live AND NOT back_live THEN 'FO_ONLY'
+            WHEN front_live AND back_version <> front_version THEN 'VERSION_BREAK'
+            WHEN front_live AND back_quantity <> front_quantity THEN 'QTY_BREAK'
+            WHEN front_live AND abs(front_amount - back_amount) > greatest(0.01, 1e-6 * abs(front_amount)) THEN 'AMOUNT_BREAK'
+            ELSE 'MATCHED'
+        END AS recon_status
+    FROM sides_at
+),
+
+status_history AS (
+    SELECT
+        trade_id,
+        change_date,
+        CASE WHEN presence = 'IN' THEN recon_status ELSE 'ABSENT' END AS status,
+        presence = 'IN' AND recon_status NOT IN ('MATCHED', 'AWAITING_BO') AS is_break
+    FROM status_at
+),
+
+last_calm AS (
+    -- the last change date on which the trade was matched, awaiting or out of the recon
+    SELECT trade_id, max(change_date) AS last_calm_date
+    FROM status_history
+    WHERE NOT is_break
+    GROUP BY trade_id
+),
+
+break_runs AS (
+    SELECT h.trade_id, min(h.change_date) AS first_seen_date
+    FROM status_history h
+    LEFT JOIN last_calm c USING (trade_id)
+    WHERE h.is_break AND (c.last_calm_date IS NULL OR h.change_date > c.last_calm_date)
+    GROUP BY h.trade_id
+),
+
+today AS (
+    SELECT h.trade_id, h.status, h.is_break
+    FROM status_history h, bounds b
+    WHERE h.change_date = b.as_of_date AND h.status <> 'ABSENT'
+),
+
+front_today AS (
+    SELECT * FROM front_at WHERE change_date = getvariable('as_of_date')
+),
+
+back_today AS (
+    SELECT * FROM back_at WHERE change_date = getvariable('as_of_date')
+),
+
+fx AS (
+    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
+    FROM core.fx_rates, bounds b
+    WHERE rate_date BETWEEN b.lookback_start AND b.as_of_date AND business_date <= b.as_of_date
+    GROUP BY currency
+),
+
+recon AS (
+    SELECT
+        b.as_of_date,
+        t.trade_id,
+        t.status,
+        f.book,
+        f.instrument_id,
+        f.side,
+        f.trade_date,
+        f.settle_date,
+        f.version AS front_version,
+        f.event_type AS front_event_type,
+        f.quantity AS front_quantity,
+        f.price AS front_price,
+        f.quantity * f.price AS front_amount,
+        f.currency AS front_currency,
+        s.settlement_id,
+        s.status AS settlement_status,
+        s.trade_version AS back_version,
+        s.quantity AS back_quantity,
+        s.settlement_amount AS back_amount,
+        s.currency AS back_currency,
+        s.intended_settle_date,
+        s.custodian,
+        f.version - s.trade_version AS version_diff,
+        f.quantity - s.quantity AS quantity_diff,
+        f.quantity * f.price - s.settlement_amount AS amount_diff,
+        coalesce(f.quantity * f.price, s.settlement_amount) * fx.usd_per_unit AS notional_usd,
+        CASE WHEN t.is_break THEN r.first_seen_date END AS first_seen_date,
+        CASE WHEN t.is_break THEN
+            (5 * (date_diff('day', DATE '1970-01-05', b.as_of_date) // 7)
+                + least(date_diff('day', DATE '1970-01-05', b.as_of_date) % 7, 4))
+            - (5 * (date_diff('day', DATE '1970-01-05', r.first_seen_date) // 7)
+                + least(date_diff('day', DATE '1970-01-05', r.first_seen_date) % 7, 4))
+        END AS age_bd
+    FROM today t
+    CROSS JOIN bounds b
+    LEFT JOIN front_today f ON f.trade_id = t.trade_id
+    LEFT JOIN back_today s ON s.trade_id = t.trade_id
+    LEFT JOIN break_runs r ON r.trade_id = t.trade_id
+    LEFT JOIN fx ON fx.currency = coalesce(f.currency, s.currency)
+),
+
+final AS (
+    SELECT
+        *,
+        CASE
+            WHEN age_bd IS NULL THEN NULL
+            WHEN age_bd <= 1 THEN '0-1'
+            WHEN age_bd <= 5 THEN '2-5'
+            WHEN age_bd <= 30 THEN '6-30'
+            ELSE '>30'
+        END AS age_bucket
+    FROM recon
+)
+
+SELECT * FROM final ORDER BY trade_id
