@@ -44,8 +44,11 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def independent_exposure(landing: Path, as_of: str) -> dict[tuple[str, str], float]:
-    """Σ quantity × latest close × latest fx per holder, from the delivered files only."""
+def independent_exposure(landing: Path, as_of: str, pseudonym) -> dict[tuple[str, str], float]:
+    """Σ quantity × latest close × latest fx per holder, from the delivered files only.
+
+    Clients are keyed by `pseudonym(client_id)`: the published marts never carry client ids.
+    """
     import pyarrow.parquet as pq
 
     dates = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of)
@@ -69,7 +72,8 @@ def independent_exposure(landing: Path, as_of: str) -> dict[tuple[str, str], flo
     for row in _read_csv(landing / as_of / "positions.csv"):
         inst = row["instrument_id"]
         mv = float(row["quantity"]) * closes[inst][1] * rates[currency[inst]][1]
-        totals[(row["holder_type"], row["holder_id"])] += mv
+        holder = pseudonym(row["holder_id"]) if row["holder_type"] == "CLIENT" else row["holder_id"]
+        totals[(row["holder_type"], holder)] += mv
     return dict(totals)
 
 
@@ -96,10 +100,14 @@ def test_clean_run_publishes_the_four_marts_for_every_date(clean_run):
 
 
 def test_risk_exposure_equals_an_independent_computation_from_the_files(clean_run):
+    from midoffice.config import settings_from
+    from midoffice.pseudonym import client_key, resolve_key
+
+    key, _ = resolve_key(settings_from(clean_run["landing"], clean_run["home"]))
     con = published(clean_run["home"])
     try:
         for d in clean_run["dates"]:
-            expected = independent_exposure(clean_run["landing"], d)
+            expected = independent_exposure(clean_run["landing"], d, lambda cid: client_key(key, cid))
             got = dict(((ht, hid), mv) for ht, hid, mv in con.execute(
                 "SELECT holder_type, holder_id, sum(market_value_usd) FROM risk_exposure WHERE as_of_date = ? GROUP BY 1, 2",
                 [d]).fetchall())

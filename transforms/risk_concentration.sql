@@ -38,7 +38,7 @@ book_member_totals AS (
 client_totals AS (
     -- the client dimension: how the assets the firm's clients hold are spread over clients
     SELECT
-        holder_id AS client_id,
+        holder_id AS client_key,  -- risk_exposure publishes clients under their pseudonym
         count(*) AS n_positions,
         sum(CAST(abs(market_value_usd) AS DECIMAL(38, 6))) AS gross_usd,
         sum(CAST(market_value_usd AS DECIMAL(38, 6))) AS net_usd
@@ -48,10 +48,10 @@ client_totals AS (
 ),
 
 member_totals AS MATERIALIZED (
-    -- materialised: read three times below, and client_key() should hash each client once
+    -- materialised: read three times below
     SELECT * FROM book_member_totals
     UNION ALL
-    SELECT 'client', client_key(client_id), n_positions, gross_usd, net_usd FROM client_totals
+    SELECT 'client', client_key, n_positions, gross_usd, net_usd FROM client_totals
 ),
 
 dimension_totals AS (

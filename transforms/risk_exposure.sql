@@ -36,7 +36,8 @@ final AS (
     SELECT
         getvariable('as_of_date') AS as_of_date,
         p.holder_type,
-        p.holder_id,
+        -- a client is published under its pseudonym (client_key), never its id
+        CASE WHEN p.holder_type = 'CLIENT' THEN client_key(p.holder_id) ELSE p.holder_id END AS holder_id,
         p.instrument_id,
         p.quantity,
         c.price,
