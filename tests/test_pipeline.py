@@ -166,6 +166,10 @@ def test_faults_land_in_quarantine_under_the_right_rule_and_nothing_is_lost(tmp_
                 n_q = con.execute("SELECT count(*) FROM dq_quarantine WHERE business_date = ? AND feed = ?",
                                   [d, feed]).fetchone()[0]
                 assert n_q == q
+        # Quarantined records of client-bearing feeds must not leak client ids to analysts.
+        from test_clients import assert_no_client_ids
+
+        assert_no_client_ids(home, landing)
         late = [f for f in faults if f["rule"] == "late_delivery"]
         for f in late:
             assert con.execute("SELECT freshness FROM dq_feed_health WHERE business_date = ? AND feed = ?",

@@ -10,7 +10,10 @@ history AS (
 ),
 
 clients AS (
-    SELECT client_key, segment, country, age_band, status, onboarding_date
+    -- a client missing from today's file (its record quarantined) keeps its last version, but
+    -- attributes read from today's file are unknown for it: say so rather than leave a null key
+    SELECT client_key, coalesce(segment, 'UNKNOWN') AS segment, coalesce(country, 'UNKNOWN') AS country,
+           coalesce(age_band, 'UNKNOWN') AS age_band, status, onboarding_date
     FROM history
     WHERE is_current
 ),
