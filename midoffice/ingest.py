@@ -5,6 +5,11 @@ an explicit column list (no type sniffing), so that a bad value quarantines one 
 failing the file; lines that do not parse at all come from DuckDB's reject tables. Then each
 record gets the first rule of the contract it breaks (type, required, values, range, pattern,
 ref, duplicate_key, row rules); records with none are loaded.
+
+Hostile input is expected (docs/RELIABILITY.md): the DuckDB connection may only read the date's
+landing folder and write the lake (external access off, configuration locked); a Parquet file is
+checked against the contract's types and its decoded size before any of it is loaded; anything
+that cannot be read within the memory limit fails the file with a message, never the process.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from midoffice import control, landing
 from midoffice.config import Settings
@@ -24,6 +32,11 @@ from midoffice.contracts import Column, Feed, get_feed
 from midoffice.duck import connect, quote_ident as q, sql_literal_path
 
 RAW_RECORD_MAX_CHARS = 100_000
+# The split holds a file's records about four times over (raw text, typed, checked, output), so
+# a Parquet file whose values decode to more than this share of the memory limit is refused
+# before it is loaded: a few hundred KB of dictionary-encoded Parquet can expand to gigabytes.
+PARQUET_DECODED_SHARE_OF_MEMORY = 0.25
+TEMP_PREFIX = ".tmp-"
 
 
 @dataclass
@@ -93,7 +106,7 @@ def _csv_quote_expr(col: str) -> str:
             f"THEN '\"' || replace({v}, '\"', '\"\"') || '\"' ELSE {v} END")
 
 
-def _load_raw_csv(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+def _load_raw_csv(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
     header = _csv_header(path, business_date, feed)
     order, note = _columns_in_file(header, business_date, feed, path)
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in order) + "}"
@@ -109,7 +122,7 @@ def _load_raw_csv(con, path: Path, business_date: str, feed: Feed) -> tuple[str 
     return note, 1
 
 
-def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
     with path.open("rb") as fh:
         first = fh.readline(1 << 20)
     if not first.strip():
@@ -156,16 +169,91 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed) -> tuple[st
     return note, 0
 
 
-def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed) -> tuple[str | None, int]:
+_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _memory_limit_bytes(con) -> int:
+    """The connection's effective memory_limit in bytes (DuckDB reports it like '244.1 MiB')."""
+    text = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise RuntimeError(f"cannot read DuckDB memory_limit {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _parquet_type_ok(contract_type: str, arrow_type) -> bool:
+    """Is the file's column type the contract's type (or a lossless encoding of it)?"""
+    import pyarrow as pa
+
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    if contract_type == "VARCHAR":
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    if contract_type == "BIGINT":
+        return pa.types.is_integer(t) and t != pa.uint64()
+    if contract_type == "DOUBLE":
+        # float32 or integers would be a silent change of precision or unit: refuse, don't guess.
+        return pa.types.is_float64(t) or pa.types.is_decimal(t)
+    if contract_type == "DATE":
+        return pa.types.is_date(t)
+    if contract_type == "TIMESTAMP":
+        return pa.types.is_timestamp(t) and t.tz in (None, "UTC", "+00:00", "Etc/UTC")
+    return False
+
+
+def _parquet_as_text(col: Column) -> str:
+    """The typed Parquet value as the text the contract's parser reads (same rules as CSV)."""
+    if col.type == "TIMESTAMP":
+        return f"strftime(CAST({q(col.name)} AS TIMESTAMP), '%Y-%m-%dT%H:%M:%SZ')"
+    return f"CAST({q(col.name)} AS VARCHAR)"
+
+
+def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
+        meta = pq.read_metadata(path)
+        schema = meta.schema.to_arrow_schema()
     except Exception as exc:  # truncated or not Parquet at all
         raise landing.FileLevelError(business_date, feed.name, str(path), f"unreadable Parquet: {exc}")
     order, note = _columns_in_file(list(schema.names), business_date, feed, path)
-    casts = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in feed.column_names)
-    struct = ", ".join(f"{q(c)} := {q(c)}" for c in feed.column_names)
+    retyped = [
+        f"{c.name} is {schema.field(c.name).type} in the file, the contract says {c.type}"
+        for c in feed.columns if not _parquet_type_ok(c.type, schema.field(c.name).type)
+    ]
+    if retyped:
+        raise landing.FileLevelError(business_date, feed.name, str(path), "retyped columns: " + "; ".join(retyped))
+    # The footer knows the record count: a mismatch fails the file before anything is decoded.
+    if result.expected_rows is not None and meta.num_rows != result.expected_rows:
+        raise landing.FileLevelError(
+            business_date, feed.name, str(path),
+            f"record count mismatch: manifest says {result.expected_rows}, file has {meta.num_rows}",
+        )
+    # The footer's sizes are those of encoded pages (a dictionary of one long string repeated
+    # millions of times is tiny there), so measure what the values decode to with a streaming
+    # aggregate, which holds one vector at a time, before materialising anything.
+    text_cols = [c for c in feed.columns if c.type == "VARCHAR"]
+    sizes = " + ".join(f"coalesce(sum(strlen({q(c.name)})), 0)" for c in text_cols) or "0"
+    decoded = con.execute(f"SELECT {sizes} FROM read_parquet({sql_literal_path(path)})").fetchone()[0]
+    decoded += 8 * meta.num_rows * (len(feed.columns) - len(text_cols))
+    limit = int(_memory_limit_bytes(con) * PARQUET_DECODED_SHARE_OF_MEMORY)
+    if decoded > limit:
+        raise landing.FileLevelError(
+            business_date, feed.name, str(path),
+            f"refused unread: its {meta.num_rows} records decode to {_human(decoded)} "
+            f"({_human(path.stat().st_size)} on disk), over the {_human(limit)} that the ingest's "
+            f"memory limit allows for one file",
+        )
+    casts = ", ".join(f"{_parquet_as_text(c)} AS {q(c.name)}" for c in feed.columns)
+    struct = ", ".join(f"{q(c.name)} := {q(c.name)}" for c in feed.columns)
     con.execute(f"""
         CREATE TEMP TABLE raw AS
         SELECT file_row_number + 1 AS _ord, {casts}, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS _raw
@@ -293,13 +381,17 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
     typed = ", ".join(f"{_typed(c)} AS {q('t_' + c.name)}" for c in feed.columns)
     joins = _reference_joins(con, settings, feed, business_date, result)
     checks = _column_checks(feed, fmt)
-    malformed = "WHEN _malformed IS NOT NULL THEN 'malformed_record'" if fmt == "jsonl" else ""
+    malformed = "WHEN _malformed IS NOT NULL THEN 'malformed_record' " if fmt == "jsonl" else ""
+    # A NUL character is never text a sender meant (it truncates values in C-string consumers).
+    has_nul = "strpos(" + " || ".join(f"coalesce({q(c.name)}, '')" for c in feed.columns) + ", chr(0)) > 0"
+    malformed += f"WHEN {has_nul} THEN 'malformed_record' "
     rule_case = "CASE " + malformed + " ".join(
         f"WHEN {cond} THEN '{name}'" for name, cond in checks
     ) + " END"
     details = []
     if fmt == "jsonl":
         details.append("WHEN _malformed IS NOT NULL THEN _malformed")
+    details.append("WHEN _rule1 = 'malformed_record' THEN 'NUL character in the record'")
     for name, _ in checks:
         col = name.split(":")[0]
         details.append(f"WHEN _rule1 = '{name}' THEN '{col}=' || coalesce({q(col)}, '<null>')")
@@ -352,9 +444,39 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
 
 def _copy_atomic(con, select_sql: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    con.execute(f"COPY ({select_sql}) TO {sql_literal_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-    os.replace(tmp, target)
+    tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{target.name}")
+    try:
+        con.execute(f"COPY ({select_sql}) TO {sql_literal_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(*partitions: Path) -> None:
+    """Temporary files of an ingest that was killed half way (SIGKILL runs no cleanup).
+
+    One ingest at a time writes a (feed, date) partition (one task per feed in a DAG run, one run
+    per date at a time), so anything temporary in it when an ingest starts is a leftover.
+    """
+    for partition in partitions:
+        if partition.parent.is_dir():
+            for stale in partition.parent.glob(f"{TEMP_PREFIX}*"):
+                stale.unlink(missing_ok=True)
+
+
+def _restrict_file_access(con, settings: Settings, landing_folder: Path) -> None:
+    """This connection reads the date's landing folder and the lake, writes the lake, nothing else.
+
+    A path that slipped past the checks (a symlink swapped in after them, a value that reaches a
+    file function) then fails inside DuckDB; locking the configuration keeps SQL from undoing it
+    or raising the memory limit.
+    """
+    roots = [landing_folder, settings.staged, settings.quarantine, settings.tmp]
+    # A trailing slash, so that /home/lake does not also allow /home/lake-evil.
+    listed = ", ".join("'" + (str(r.resolve()).rstrip("/") + "/").replace("'", "''") + "'" for r in roots)
+    con.execute(f"SET allowed_directories = [{listed}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def _remove_partition(path: Path) -> None:
@@ -376,6 +498,11 @@ def ingest_feed(settings: Settings, business_date: str, feed_name: str, run_id: 
     result = IngestResult(feed=feed.name, business_date=business_date, run_id=run_id, file=feed.file)
     staged = settings.staged_partition(feed.name, business_date)
     quarantined = settings.quarantine_partition(feed.name, business_date)
+    _remove_stale_temporaries(staged, quarantined)
+    # What validate and the gate decided about an earlier delivery no longer holds: if this
+    # ingest dies, the build must not find a PASS for partitions it may have half replaced.
+    for kind in ("gate", "validation"):
+        settings.control_file(kind, feed.name, business_date).unlink(missing_ok=True)
     try:
         manifest = landing.read_manifest(settings.landing, business_date)
         entry = landing.manifest_entry(manifest, business_date, feed)
@@ -388,28 +515,60 @@ def ingest_feed(settings: Settings, business_date: str, feed_name: str, run_id: 
         _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined)
     except landing.FileLevelError as exc:
         result.status, result.error = "FAILED", str(exc)
+        # A refused file is refused whole: none of its records was received into the pipeline
+        # (the count it had, if any, is in the message), so conservation is not broken by it.
+        result.received_rows, result.loaded_rows, result.quarantined_rows, result.rules = None, 0, 0, {}
         # A failed delivery must not leave an earlier run's partition looking current.
         _remove_partition(staged)
         _remove_partition(quarantined)
+    except Exception as exc:
+        # Not the file's fault as far as we know (disk, a bug): record it, then let the
+        # orchestrator retry. Nothing half written may look like a delivery.
+        result.status = "FAILED"
+        result.received_rows, result.loaded_rows, result.quarantined_rows, result.rules = None, 0, 0, {}
+        result.error = f"{business_date} {feed.name} ({result.file}): ingest stopped: {type(exc).__name__}: " \
+                       f"{(str(exc).splitlines() or [''])[0]}"
+        _remove_partition(staged)
+        _remove_partition(quarantined)
+        _record(settings, result, started, started_at, run_id)
+        raise
+    _record(settings, result, started, started_at, run_id)
+    return result.as_dict()
+
+
+def _record(settings: Settings, result: IngestResult, started: float, started_at: str, run_id: str) -> None:
     result.seconds = round(time.monotonic() - started, 3)
-    control.write_record(settings, "ingest", feed.name, business_date, result.as_dict())
+    control.write_record(settings, "ingest", result.feed, result.business_date, result.as_dict())
     control.record_stage(
-        settings, run_id, business_date, f"ingest:{feed.name}",
+        settings, run_id, result.business_date, f"ingest:{result.feed}",
         "SUCCESS" if result.status == "LOADED" else "FAILED", started_at,
         rows_in=result.received_rows, rows_out=result.loaded_rows, message=result.error or "",
     )
-    return result.as_dict()
+
+
+def _count_mismatch(con, expected: int | None, received: int) -> str:
+    cause = f"record count mismatch: manifest says {expected}, file has {received}"
+    # An unterminated quote makes the reader take the rest of the file as one value; say where.
+    hit = con.execute(
+        "SELECT min(line) FROM rej_err WHERE error_type = 'UNQUOTED VALUE'"
+    ).fetchone()[0]
+    if hit is not None:
+        cause += f" (an unterminated quote on line {hit} runs to the end of the file)"
+    return cause
 
 
 def _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined) -> None:
     con = connect(settings)
     try:
+        _restrict_file_access(con, settings, path.parent)
         con.execute("SET VARIABLE business_date = CAST(? AS DATE)", [business_date])
         loader = {"csv": _load_raw_csv, "jsonl": _load_raw_jsonl, "parquet": _load_raw_parquet}[feed.format]
         try:
-            result.schema_note, header_lines = loader(con, path, business_date, feed)
+            result.schema_note, header_lines = loader(con, path, business_date, feed, result)
         except landing.FileLevelError:
             raise
+        except duckdb.OutOfMemoryException as exc:
+            raise _too_big(business_date, feed, path, settings, exc)
         except Exception as exc:  # DuckDB could not read it at all (encoding, size, corruption)
             raise landing.FileLevelError(business_date, feed.name, str(path), f"unreadable: {str(exc).splitlines()[0]}")
         has_rejects = _reject_table_exists(con)
@@ -428,44 +587,59 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
         if result.received_rows != result.expected_rows:
             raise landing.FileLevelError(
                 business_date, feed.name, str(path),
-                f"record count mismatch: manifest says {result.expected_rows}, file has {result.received_rows}",
+                _count_mismatch(con, result.expected_rows, result.received_rows),
             )
-        _split(con, settings, feed, business_date, feed.format, result)
-
-        # Physical line of a parsed record: its ordinal, plus the header, plus rejected lines before it.
-        con.execute(f"""
-            CREATE TEMP TABLE reject_pos AS
-            SELECT line - {header_lines} - row_number() OVER (ORDER BY line) AS parsed_before FROM rejects
-        """)
-        line_expr = "_ord" if feed.format == "parquet" else (
-            f"_ord + {header_lines} + (SELECT count(*) FROM reject_pos WHERE parsed_before < c._ord)"
-        )
-        loaded_cols = ", ".join(f"{q('t_' + c.name)} AS {q(c.name)}" for c in feed.columns)
-        _copy_atomic(con, f"SELECT {loaded_cols} FROM checked WHERE _rule IS NULL ORDER BY _ord", staged)
-        quarantine_sql = f"""
-            SELECT CAST(getvariable('business_date') AS DATE) AS business_date, '{feed.name}' AS feed,
-                   {_literal(str(path))} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
-            FROM (
-                SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
-                       left(_raw, {RAW_RECORD_MAX_CHARS}) AS raw_record
-                FROM checked c WHERE _rule IS NOT NULL
-                UNION ALL
-                SELECT line, 'malformed_record', error_type || ': ' || coalesce(error_message, ''),
-                       left(csv_line, {RAW_RECORD_MAX_CHARS})
-                FROM rejects
-            ) ORDER BY line
-        """
-        _copy_atomic(con, quarantine_sql, quarantined)
-        result.quarantined_rows = con.execute(
-            f"SELECT count(*) FROM read_parquet({sql_literal_path(quarantined)})"
-        ).fetchone()[0]
-        result.loaded_rows = con.execute(
-            f"SELECT count(*) FROM read_parquet({sql_literal_path(staged)})"
-        ).fetchone()[0]
-        result.rules = dict(con.execute(
-            f"SELECT rule, count(*) FROM read_parquet({sql_literal_path(quarantined)}) GROUP BY 1 ORDER BY 1"
-        ).fetchall())
-        result.conservation_ok = result.received_rows == result.loaded_rows + result.quarantined_rows
-        result.status = "LOADED"
+        try:
+            _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined, header_lines)
+        except duckdb.OutOfMemoryException as exc:
+            raise _too_big(business_date, feed, path, settings, exc)
     finally:
         con.close()
+
+
+def _too_big(business_date: str, feed: Feed, path: Path, settings: Settings, exc: Exception) -> landing.FileLevelError:
+    return landing.FileLevelError(
+        business_date, feed.name, str(path),
+        f"cannot be processed within the ingest's memory limit ({settings.duckdb_memory_limit}): "
+        f"{str(exc).splitlines()[0]}",
+    )
+
+
+def _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined, header_lines) -> None:
+    _split(con, settings, feed, business_date, feed.format, result)
+
+    # Physical line of a parsed record: its ordinal, plus the header, plus rejected lines before it.
+    con.execute(f"""
+        CREATE TEMP TABLE reject_pos AS
+        SELECT line - {header_lines} - row_number() OVER (ORDER BY line) AS parsed_before FROM rejects
+    """)
+    line_expr = "_ord" if feed.format == "parquet" else (
+        f"_ord + {header_lines} + (SELECT count(*) FROM reject_pos WHERE parsed_before < c._ord)"
+    )
+    loaded_cols = ", ".join(f"{q('t_' + c.name)} AS {q(c.name)}" for c in feed.columns)
+    _copy_atomic(con, f"SELECT {loaded_cols} FROM checked WHERE _rule IS NULL ORDER BY _ord", staged)
+    quarantine_sql = f"""
+        SELECT CAST(getvariable('business_date') AS DATE) AS business_date, '{feed.name}' AS feed,
+               {_literal(str(path))} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
+        FROM (
+            SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
+                   left(_raw, {RAW_RECORD_MAX_CHARS}) AS raw_record
+            FROM checked c WHERE _rule IS NOT NULL
+            UNION ALL
+            SELECT line, 'malformed_record', error_type || ': ' || coalesce(error_message, ''),
+                   left(csv_line, {RAW_RECORD_MAX_CHARS})
+            FROM rejects
+        ) ORDER BY line
+    """
+    _copy_atomic(con, quarantine_sql, quarantined)
+    result.quarantined_rows = con.execute(
+        f"SELECT count(*) FROM read_parquet({sql_literal_path(quarantined)})"
+    ).fetchone()[0]
+    result.loaded_rows = con.execute(
+        f"SELECT count(*) FROM read_parquet({sql_literal_path(staged)})"
+    ).fetchone()[0]
+    result.rules = dict(con.execute(
+        f"SELECT rule, count(*) FROM read_parquet({sql_literal_path(quarantined)}) GROUP BY 1 ORDER BY 1"
+    ).fetchall())
+    result.conservation_ok = result.received_rows == result.loaded_rows + result.quarantined_rows
+    result.status = "LOADED"

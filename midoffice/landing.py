@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from midoffice.contracts import Feed
 
@@ -38,14 +39,19 @@ def date_folder(landing: Path, business_date: str) -> Path:
 
 
 def read_manifest(landing: Path, business_date: str) -> dict:
-    path = date_folder(landing, business_date) / "_manifest.json"
+    folder = date_folder(landing.resolve(), business_date)
+    path = folder / "_manifest.json"
+    if path.exists() and not path.resolve().is_relative_to(folder):
+        # A symlinked date folder or manifest: the sender's control record must be in the landing.
+        raise FileLevelError(business_date, "_manifest", str(path),
+                             f"manifest is outside the landing folder: symlink to {path.resolve()}")
     if not path.is_file():
         raise FileLevelError(business_date, "_manifest", str(path), "manifest missing")
     if path.stat().st_size > 1_000_000:
         raise FileLevelError(business_date, "_manifest", str(path), "manifest larger than 1 MB")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise FileLevelError(business_date, "_manifest", str(path), f"manifest unreadable: {exc}")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("feeds"), dict):
         raise FileLevelError(business_date, "_manifest", str(path), "manifest has no 'feeds' object")
@@ -57,31 +63,66 @@ def read_manifest(landing: Path, business_date: str) -> dict:
     return manifest
 
 
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
 def manifest_entry(manifest: dict, business_date: str, feed: Feed) -> ManifestEntry:
     raw = manifest["feeds"].get(feed.name)
     if not isinstance(raw, dict):
         raise FileLevelError(business_date, feed.name, feed.file, "feed not in the manifest")
-    try:
-        rows = int(raw["rows"])
-        sha = str(raw["sha256"]).lower()
-        file = str(raw.get("file", feed.file))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FileLevelError(business_date, feed.name, feed.file, f"manifest entry invalid: {exc}")
-    return ManifestEntry(file=file, rows=rows, sha256=sha, delivered_at=raw.get("delivered_at"))
+    problems = []
+    rows, sha, file = raw.get("rows"), raw.get("sha256"), raw.get("file", feed.file)
+    # Control totals are exact: an int, not a float, a bool or a numeric string.
+    if type(rows) is not int or rows < 0:
+        problems.append(f"rows must be a whole number >= 0, got {rows!r}")
+    if not isinstance(sha, str) or not SHA256_HEX.match(sha.lower()):
+        problems.append(f"sha256 must be 64 hex digits, got {str(sha)[:80]!r}")
+    if not isinstance(file, str) or not file:
+        problems.append(f"file must be a non-empty string, got {str(file)[:80]!r}")
+    delivered_at = raw.get("delivered_at")
+    if delivered_at is not None and not isinstance(delivered_at, str):
+        problems.append(f"delivered_at must be a string, got {str(delivered_at)[:80]!r}")
+    if problems:
+        raise FileLevelError(business_date, feed.name, feed.file, "manifest entry invalid: " + "; ".join(problems))
+    return ManifestEntry(file=file, rows=rows, sha256=sha.lower(), delivered_at=delivered_at)
+
+
+def _outside(business_date: str, feed: Feed, named: str, why: str) -> FileLevelError:
+    return FileLevelError(business_date, feed.name, named, f"manifest names a path outside the landing folder: {why}")
 
 
 def resolve_file(landing: Path, business_date: str, feed: Feed, entry: ManifestEntry) -> Path:
-    """The delivered file's path, refusing anything outside <landing>/<date>/."""
-    folder = date_folder(landing, business_date).resolve()
-    candidate = (folder / entry.file).resolve()
+    """The delivered file's path, refusing anything that leads outside <landing>/<date>/.
+
+    The manifest is the sender's text: its file name may be absolute, climb with `..`, carry a
+    NUL byte, or name a symlink (or sit in a symlinked date folder) that points elsewhere on the
+    machine. Only a regular file whose real path lies inside the date's folder is accepted.
+    """
+    folder = date_folder(landing.resolve(), business_date)  # the folder as it must be, not where it points
+    named = entry.file
+    if "\x00" in named:
+        raise FileLevelError(business_date, feed.name, repr(named), "manifest entry invalid: file name contains a NUL byte")
+    given = PurePosixPath(named)
+    if given.is_absolute() or named.startswith("\\") or re.match(r"^[A-Za-z]:", named):
+        raise _outside(business_date, feed, named, "an absolute path")
+    if ".." in given.parts:
+        raise _outside(business_date, feed, named, "it climbs out with '..'")
+    if given.name != feed.file:
+        raise FileLevelError(business_date, feed.name, named, f"manifest names {named}, contract expects {feed.file}")
+    unresolved = folder / given
+    try:
+        candidate = unresolved.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long
+        raise FileLevelError(business_date, feed.name, str(unresolved), f"path cannot be resolved: {exc}")
     if not candidate.is_relative_to(folder):
-        raise FileLevelError(
-            business_date, feed.name, entry.file, "manifest names a path outside the landing folder",
-        )
-    if candidate.name != feed.file:
-        raise FileLevelError(
-            business_date, feed.name, entry.file, f"manifest names {entry.file}, contract expects {feed.file}",
-        )
+        inside = [p for p in [unresolved, *unresolved.parents] if p.is_relative_to(folder)]
+        link = next((p for p in inside if p.is_symlink()), None)
+        if link is not None:
+            raise _outside(business_date, feed, str(unresolved),
+                           f"symlink {link} points to {link.resolve()}, outside {folder}")
+        raise _outside(business_date, feed, named, f"it resolves to {candidate}")
+    if candidate.exists() and not candidate.is_file():
+        raise FileLevelError(business_date, feed.name, str(candidate), "not a regular file")
     if not candidate.is_file():
         raise FileLevelError(business_date, feed.name, str(candidate), "file missing")
     return candidate

@@ -79,7 +79,8 @@ def _replace_pipeline_runs(con, settings: Settings, business_date: str) -> None:
     con.execute("DELETE FROM core.pipeline_runs WHERE business_date = ?", [business_date])
     folder = settings.control / "runs" / business_date
     rows = []
-    for path in sorted(folder.glob("*/*.json")) if folder.is_dir() else []:
+    # [!.]: a temporary file left by a killed writer is not a record
+    for path in sorted(folder.glob("*/[!.]*.json")) if folder.is_dir() else []:
         r = json.loads(path.read_text())
         rows.append([r["run_id"], r["business_date"], r["stage"], r["status"], r["started_at"].rstrip("Z"),
                      r["finished_at"].rstrip("Z"), r.get("rows_in"), r.get("rows_out"), r.get("message")])

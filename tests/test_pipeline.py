@@ -103,11 +103,11 @@ def test_risk_exposure_equals_an_independent_computation_from_the_files(clean_ru
     from midoffice.config import settings_from
     from midoffice.pseudonym import client_key, resolve_key
 
-    key, _ = resolve_key(settings_from(clean_run["landing"], clean_run["home"]))
+    secret, _ = resolve_key(settings_from(clean_run["landing"], clean_run["home"]))
     con = published(clean_run["home"])
     try:
         for d in clean_run["dates"]:
-            expected = independent_exposure(clean_run["landing"], d, lambda cid: client_key(key, cid))
+            expected = independent_exposure(clean_run["landing"], d, lambda cid: client_key(secret, cid))
             got = dict(((ht, hid), mv) for ht, hid, mv in con.execute(
                 "SELECT holder_type, holder_id, sum(market_value_usd) FROM risk_exposure WHERE as_of_date = ? GROUP BY 1, 2",
                 [d]).fetchall())
