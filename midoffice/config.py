@@ -71,6 +71,18 @@ class Settings:
     def staged_partition(self, feed: str, business_date: str) -> Path:
         return self.staged / feed / f"business_date={business_date}" / "data.parquet"
 
+    def latest_staged_partition(self, feed: str, business_date: str) -> tuple[str, Path] | None:
+        """(date, path) of the feed's staged partition for the date, else the latest earlier one."""
+        root = self.staged / feed
+        if not root.is_dir():
+            return None
+        dates = sorted(
+            p.name.split("=", 1)[1] for p in root.iterdir()
+            if p.name.startswith("business_date=") and (p / "data.parquet").is_file()
+        )
+        usable = [d for d in dates if d <= business_date]
+        return (usable[-1], self.staged_partition(feed, usable[-1])) if usable else None
+
     def quarantine_partition(self, feed: str, business_date: str) -> Path:
         return self.quarantine / feed / f"business_date={business_date}" / "data.parquet"
 

@@ -319,33 +319,18 @@ def _column_checks(feed: Feed, fmt: str) -> list[tuple[str, str]]:
     return checks
 
 
-def _reference_partition(settings: Settings, feed: str, business_date: str) -> tuple[Path, str] | None:
-    """The referenced feed's partition for the date, else the latest earlier one that loaded."""
-    root = settings.staged / feed
-    if not root.is_dir():
-        return None
-    dates = sorted(
-        p.name.split("=", 1)[1] for p in root.iterdir()
-        if p.name.startswith("business_date=") and (p / "data.parquet").is_file()
-    )
-    usable = [d for d in dates if d <= business_date]
-    if not usable:
-        return None
-    return settings.staged_partition(feed, usable[-1]), usable[-1]
-
-
 def _reference_joins(con, settings: Settings, feed: Feed, business_date: str, result: IngestResult) -> str:
     """LEFT JOINs for ref checks and lookups; registers the referenced partitions as views."""
     joins = []
     needed = {c.ref[0] for c in feed.columns if c.ref} | {lk.feed for lk in feed.lookups}
     for ref_feed in sorted(needed):
-        found = _reference_partition(settings, ref_feed, business_date)
+        found = settings.latest_staged_partition(ref_feed, business_date)
         if found is None:
             raise landing.FileLevelError(
                 business_date, feed.name, feed.file,
                 f"cannot check references: no loaded {ref_feed} on or before {business_date}",
             )
-        path, used_date = found
+        used_date, path = found
         result.references_from[ref_feed] = used_date
         con.execute(f"CREATE TEMP VIEW {q('ref__' + ref_feed)} AS SELECT * FROM read_parquet({sql_literal_path(path)})")
     for c in feed.columns:

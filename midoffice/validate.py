@@ -23,13 +23,12 @@ import datetime as dt
 import json
 import logging
 import os
-import re
-import tempfile
 import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+from midoffice.control import write_json_atomic
 from midoffice.config import EXPECTATIONS_DIR, Settings
 from midoffice.contracts import get_feed
 from midoffice.suites import BUSINESS_DATE_PARAM, load_suite, ref_param
@@ -38,23 +37,9 @@ log = logging.getLogger(__name__)
 
 PARTIAL_LIST_MAX = 5
 REF_VALUES_SHOWN = 20  # ref value sets are cut to this in the GX results kept for Data Docs
-DATE_PARTITION = re.compile(r"^business_date=(\d{4}-\d{2}-\d{2})$")
 
 
 # --- small helpers -----------------------------------------------------------------------
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _quiet_gx() -> None:
     """Keep GX's analytics off and its logging down (call before importing GX)."""
@@ -111,29 +96,12 @@ def load_partition(path: Path, columns_types: dict[str, str], max_rows: int, see
     return df, rows
 
 
-def _latest_partition(settings: Settings, feed: str, business_date: str) -> tuple[str, Path] | None:
-    """The staged partition of ``feed`` for the date, or the latest earlier one that exists."""
-    exact = settings.staged_partition(feed, business_date)
-    if exact.exists():
-        return business_date, exact
-    root = settings.staged / feed
-    if not root.is_dir():
-        return None
-    best = None
-    for child in root.iterdir():
-        m = DATE_PARTITION.match(child.name)
-        if m and m.group(1) < business_date and (child / "data.parquet").exists():
-            if best is None or m.group(1) > best[0]:
-                best = (m.group(1), child / "data.parquet")
-    return best
-
-
 def reference_values(settings: Settings, business_date: str, feed: str, column: str) -> tuple[list, str | None]:
     """Distinct non-null values of ``feed.column`` for the date (or latest earlier date)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    found = _latest_partition(settings, feed, business_date)
+    found = settings.latest_staged_partition(feed, business_date)
     if found is None:
         return [], None
     date, path = found
@@ -240,7 +208,7 @@ def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str
     def finish(**extra) -> dict:
         result.update(extra)
         result["seconds"] = round(time.perf_counter() - started, 3)
-        _write_json_atomic(out_path, result)
+        write_json_atomic(out_path, result)
         return result
 
     partition = settings.staged_partition(feed, business_date)
@@ -307,7 +275,7 @@ def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str
         timings={"read": round(t_read, 3), **{k: round(v, 3) for k, v in timings.items()}},
     )
     try:
-        _write_json_atomic(gx_results_dir(settings, business_date) / f"{feed}.json",
+        write_json_atomic(gx_results_dir(settings, business_date) / f"{feed}.json",
                            _gx_result_for_docs(gx_result, suite_dict))
     except Exception as exc:  # Data Docs input only: never fail the gate on it
         log.warning("could not keep GX result for Data Docs: %r", exc)
