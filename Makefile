@@ -8,6 +8,7 @@ START ?= 2026-01-05
 DAYS ?= 5
 END ?= 2026-01-09
 TRADES ?= 2000
+SCHEDULER_LOG ?= .pytest-scheduler.log
 
 .PHONY: install demo test test-fast bench clean suites
 
@@ -28,7 +29,12 @@ demo: install
 	@echo "daily packs:         $(HOME_DIR)/reports/<date>/index.html"
 
 test: install
-	$(BIN)/python -m pytest -q
+	@# The real-scheduler tests mostly wait on Airflow's scheduling loop: run them alongside the rest.
+	@$(BIN)/python -m pytest -q tests/test_scheduler.py > $(SCHEDULER_LOG) 2>&1 & scheduler=$$!; \
+	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py; rest=$$?; \
+	wait $$scheduler; scheduler_rc=$$?; \
+	echo "== tests/test_scheduler.py (run alongside the others):"; cat $(SCHEDULER_LOG); \
+	test $$rest -eq 0 -a $$scheduler_rc -eq 0
 
 suites: install
 	$(BIN)/midoffice suites

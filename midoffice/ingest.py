@@ -106,23 +106,25 @@ def _csv_quote_expr(col: str) -> str:
             f"THEN '\"' || replace({v}, '\"', '\"\"') || '\"' ELSE {v} END")
 
 
-def _load_raw_csv(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
+def _load_raw_csv(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int, str]:
     header = _csv_header(path, business_date, feed)
     order, note = _columns_in_file(header, business_date, feed, path)
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in order) + "}"
+    # The raw record is rebuilt from the text columns only for the records that get quarantined
+    # (a per-record quoting expression over every line costs as much as the whole parse).
     raw_record = " || ',' || ".join(_csv_quote_expr(c) for c in order)
     con.execute(f"""
         CREATE TEMP TABLE raw AS
-        SELECT row_number() OVER () AS _ord, *, {raw_record} AS _raw
+        SELECT row_number() OVER () AS _ord, *
         FROM read_csv({sql_literal_path(path)}, header = true, columns = {columns},
                       auto_detect = false, delim = ',', quote = '"', escape = '"',
                       store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
                       strict_mode = true, encoding = 'utf-8')
     """)
-    return note, 1
+    return note, 1, raw_record
 
 
-def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
+def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int, str]:
     with path.open("rb") as fh:
         first = fh.readline(1 << 20)
     if not first.strip():
@@ -166,7 +168,7 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
                END AS _malformed
         FROM keyed
     """)
-    return note, 0
+    return note, 0, "_raw"
 
 
 _UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -216,7 +218,7 @@ def _parquet_as_text(col: Column) -> str:
     return f"CAST({q(col.name)} AS VARCHAR)"
 
 
-def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int]:
+def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: IngestResult) -> tuple[str | None, int, str]:
     import pyarrow.parquet as pq
 
     try:
@@ -259,7 +261,7 @@ def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: I
         SELECT file_row_number + 1 AS _ord, {casts}, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS _raw
         FROM read_parquet({sql_literal_path(path)}, file_row_number = true)
     """)
-    return note, 0
+    return note, 0, "_raw"
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -381,13 +383,13 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
         col = name.split(":")[0]
         details.append(f"WHEN _rule1 = '{name}' THEN '{col}=' || coalesce({q(col)}, '<null>')")
     detail_case = "CASE " + " ".join(details) + " END"
-    con.execute(f"""
-        CREATE TEMP TABLE typed AS
-        SELECT r.*, {typed} FROM raw r
-    """)
+    # One wide materialisation (checked1: text, typed and reference columns and the first
+    # failing column rule); the later verdicts (duplicate keys, row rules) are small tables of
+    # the failing records only, joined back in the `checked` view.
     con.execute(f"""
         CREATE TEMP TABLE checked1 AS
-        WITH j AS (SELECT t.* {_ref_select(feed)} FROM typed t {joins}),
+        WITH typed AS (SELECT r.*, {typed} FROM raw r),
+             j AS (SELECT t.* {_ref_select(feed)} FROM typed t {joins}),
              r1 AS (SELECT *, {rule_case} AS _rule1 FROM j)
         SELECT *, {detail_case} AS _detail1 FROM r1
     """)
@@ -401,27 +403,30 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
     extra = [q("ref_" + c.name) for c in feed.columns if c.ref] + [q(lk.alias) for lk in feed.lookups]
     extra_sel = (", " + ", ".join(extra)) if extra else ""
     rule_texts = " ".join(f"WHEN '{r.name}' THEN {_literal(r.sql)}" for r in feed.rules) or "WHEN '' THEN ''"
+    key_text = " || ', ' || ".join(f"coalesce(CAST({q('t_' + k)} AS VARCHAR), '<null>')" for k in feed.key)
+    # First rule wins: a column rule, else a duplicate key, else the first failing row rule.
     con.execute(f"""
-        CREATE TEMP TABLE checked AS
-        WITH dup AS (
-            SELECT _ord, row_number() OVER (PARTITION BY {key} ORDER BY _ord) > 1 AS _is_dup
-            FROM checked1 WHERE _rule1 IS NULL
+        CREATE TEMP TABLE verdict AS
+        WITH clean AS (
+            SELECT * FROM checked1 WHERE _rule1 IS NULL
+        ), dup AS (
+            SELECT _ord, 'key (' || {key_text} || ') seen on an earlier line' AS _detail
+            FROM clean
+            QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _ord) > 1
         ), named AS (
-            SELECT c._ord, {typed_as_named} {extra_sel} FROM checked1 c WHERE c._rule1 IS NULL
+            SELECT c._ord, {typed_as_named} {extra_sel} FROM clean c ANTI JOIN dup d USING (_ord)
         ), rules AS (
             SELECT _ord, CASE {rule_checks if rule_checks else "WHEN false THEN NULL"} END AS _rule3 FROM named
         )
-        SELECT c.*,
-               CASE WHEN c._rule1 IS NOT NULL THEN c._rule1
-                    WHEN d._is_dup THEN 'duplicate_key'
-                    ELSE r._rule3 END AS _rule,
-               CASE WHEN c._rule1 IS NOT NULL THEN c._detail1
-                    WHEN d._is_dup THEN 'key (' || {" || ', ' || ".join(f"coalesce(CAST({q('t_' + k)} AS VARCHAR), '<null>')" for k in feed.key)} || ') seen on an earlier line'
-                    WHEN r._rule3 IS NOT NULL THEN 'row rule failed: ' || CASE r._rule3 {rule_texts} END
-               END AS _detail
-        FROM checked1 c
-        LEFT JOIN dup d USING (_ord)
-        LEFT JOIN rules r USING (_ord)
+        SELECT _ord, _rule1 AS _rule, _detail1 AS _detail FROM checked1 WHERE _rule1 IS NOT NULL
+        UNION ALL
+        SELECT _ord, 'duplicate_key', _detail FROM dup
+        UNION ALL
+        SELECT _ord, _rule3, 'row rule failed: ' || CASE _rule3 {rule_texts} END FROM rules WHERE _rule3 IS NOT NULL
+    """)
+    con.execute("""
+        CREATE TEMP VIEW checked AS
+        SELECT c.*, v._rule, v._detail FROM checked1 c LEFT JOIN verdict v USING (_ord)
     """)
 
 
@@ -549,7 +554,7 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
         con.execute("SET VARIABLE business_date = CAST(? AS DATE)", [business_date])
         loader = {"csv": _load_raw_csv, "jsonl": _load_raw_jsonl, "parquet": _load_raw_parquet}[feed.format]
         try:
-            result.schema_note, header_lines = loader(con, path, business_date, feed, result)
+            result.schema_note, header_lines, raw_record_sql = loader(con, path, business_date, feed, result)
         except landing.FileLevelError:
             raise
         except duckdb.OutOfMemoryException as exc:
@@ -575,7 +580,8 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
                 _count_mismatch(con, result.expected_rows, result.received_rows),
             )
         try:
-            _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined, header_lines)
+            _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined,
+                             header_lines, raw_record_sql)
         except duckdb.OutOfMemoryException as exc:
             raise _too_big(business_date, feed, path, settings, exc)
     finally:
@@ -590,7 +596,8 @@ def _too_big(business_date: str, feed: Feed, path: Path, settings: Settings, exc
     )
 
 
-def _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined, header_lines) -> None:
+def _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined,
+                             header_lines, raw_record_sql) -> None:
     _split(con, settings, feed, business_date, feed.format, result)
 
     # Physical line of a parsed record: its ordinal, plus the header, plus rejected lines before it.
@@ -608,7 +615,7 @@ def _split_and_write(con, settings, feed, business_date, path, run_id, result, s
                {_literal(str(path))} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
         FROM (
             SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
-                   left(_raw, {RAW_RECORD_MAX_CHARS}) AS raw_record
+                   left({raw_record_sql}, {RAW_RECORD_MAX_CHARS}) AS raw_record
             FROM checked c WHERE _rule IS NOT NULL
             UNION ALL
             SELECT line, 'malformed_record', error_type || ': ' || coalesce(error_message, ''),

@@ -194,6 +194,7 @@ def refresh_run_ledger(con, settings: Settings, business_date: str, run_id: str)
         _replace_pipeline_runs(con, settings, business_date)
         ledger = next(m for m in load_models() if m.name == "pipeline_runs")
         _build_model(con, ledger, business_date, run_id, control.utc_now().rstrip("Z"))
+        con.execute("INSERT OR IGNORE INTO core.unpublished_dates VALUES (?)", [business_date])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -214,9 +215,6 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         key, _source = resolve_key(settings)  # refuse to build client identity without a key
         register_client_key(con, key)
         _ensure_core(con)
-        # One thread: DOUBLE sums then add up in one order every time, so a rerun gives the
-        # same bits (byte-for-byte idempotent marts); ingest, the heavy part, keeps its threads.
-        con.execute("SET threads = 1")
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
         con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])
         con.execute("SET VARIABLE var_scenarios = ?", [settings.var_scenarios])
@@ -229,6 +227,10 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         _replace_feed_health(con, settings, business_date, gates)
         _replace_pipeline_runs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
+        # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
+        # gives the same bits (byte-for-byte idempotent marts). Loading the partitions above is
+        # order-free and keeps every thread.
+        con.execute("SET threads = 1")
         problems: list[str] = []
         for model in load_models():
             failed = [f for f in model.depends_on_feeds if gates[f]["gate"] != "PASS"]
@@ -239,11 +241,16 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
                             [business_date, model.name, skipped[model.name], run_id])
                 _ensure_table(con, model)  # the models that read it (reads_models) still bind
                 continue
+            if model.parallel:
+                con.execute(f"SET threads = {int(settings.duckdb_threads)}")
             built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
+            if model.parallel:
+                con.execute("SET threads = 1")
             con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",
                         [business_date, model.name, built[model.name], run_id])
             problems += _audit_model(con, model, business_date)
         problems += _audit_invariants(con, business_date, set(built))
+        con.execute("INSERT OR IGNORE INTO core.unpublished_dates VALUES (?)", [business_date])
         if problems:
             raise AuditError(f"{business_date}: audit failed, nothing of the date kept: " + "; ".join(problems))
         con.execute("COMMIT")

@@ -57,3 +57,10 @@ CREATE TABLE IF NOT EXISTS core.build_log (
     rows           BIGINT,
     run_id         VARCHAR
 );
+
+-- Dates whose partitions changed since the last publication: the next publish copies the
+-- published file and replaces only these dates' rows, so its cost follows the new data, not the
+-- history. Cleared after the new file is in place (a publish killed before that redoes them).
+CREATE TABLE IF NOT EXISTS core.unpublished_dates (
+    business_date  DATE PRIMARY KEY
+);
