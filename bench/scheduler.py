@@ -57,6 +57,10 @@ def _analyse(cluster: AirflowCluster, dag_id: str, run: dict) -> dict:
             upstream.setdefault(down, []).append(t["task_id"])
     ends = {ti["task_id"]: _t(ti["end_date"]) for ti in tis}
     ran = [ti for ti in tis if ti["start_date"] and ti["state"] == "success"]
+    kinds: dict[str, list[float]] = {}
+    for ti in ran:
+        kind = ti["task_id"].split("_")[0] if dag_id == INGEST else ti["task_id"]
+        kinds.setdefault(kind, []).append(float(ti["duration"] or 0))
     busy = sum(float(ti["duration"] or 0) for ti in ran)
     wait_sched = wait_queue = 0.0
     for ti in ran:
@@ -72,7 +76,8 @@ def _analyse(cluster: AirflowCluster, dag_id: str, run: dict) -> dict:
     return {"run": (_t(run["end_date"]) - _t(run["start_date"])).total_seconds(),
             "first_to_last_task": (last - first).total_seconds(), "tasks": len(ran), "busy": busy,
             "ready_to_queued": wait_sched, "queued_to_start": wait_queue,
-            "start": _t(run["start_date"]), "end": _t(run["end_date"]), "queued_at": _t(run.get("queued_at"))}
+            "start": _t(run["start_date"]), "end": _t(run["end_date"]), "queued_at": _t(run.get("queued_at")),
+            "kinds": {k: (len(v), sum(v) / len(v), max(v)) for k, v in kinds.items()}}
 
 
 def main() -> int:
@@ -96,7 +101,7 @@ def main() -> int:
     proc = subprocess.run([py, "-m", "midoffice.cli", "run", "--landing", str(landing), "--home", str(root / "cli-home"),
                            "--from", dates[0], "--to", dates[-1]], cwd=REPO, capture_output=True, text=True)
     cli_total = time.monotonic() - t0
-    per_date = dict(re.findall(r"\] (\d{4}-\d\d-\d\d): success in (\S+)", proc.stdout))
+    per_date = dict(re.findall(r"\] (\d{4}-\d\d-\d\d): \w+ in (\S+)", proc.stdout + proc.stderr))
     print(f"midoffice run: exit {proc.returncode}, {cli_total:.0f}s for {len(dates)} dates (incl. start-up); "
           f"per date: {per_date}")
 
@@ -126,6 +131,9 @@ def main() -> int:
             print(f"| {d} | {a['run']:.0f} | {b['run']:.0f} | {gap:.1f} | {wall:.0f} | {a['tasks'] + b['tasks']} "
                   f"| {a['busy'] + b['busy']:.0f} | {a['ready_to_queued'] + b['ready_to_queued']:.0f} "
                   f"| {a['queued_to_start'] + b['queued_to_start']:.0f} |")
+            detail = {**a["kinds"], **b["kinds"]}
+            print("    task durations (n, mean s, max s): " + ", ".join(
+                f"{k} ({n}, {mean:.1f}, {top:.1f})" for k, (n, mean, top) in detail.items()))
     finally:
         cluster.stop()
     print(f"(work folder: {root})")

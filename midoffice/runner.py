@@ -27,6 +27,8 @@ from pathlib import Path
 from midoffice.config import REPO_ROOT, Settings
 from midoffice.contracts import ingest_order
 
+# The same ids as midoffice.orchestration; not imported from there, which imports airflow.sdk
+# (airflow must not be imported before prepare_airflow() has set its environment).
 INGEST_DAG_ID = "midoffice_ingest"
 WAREHOUSE_DAG_ID = "midoffice_warehouse"
 DAGS_FOLDER = REPO_ROOT / "dags"
