@@ -1,8 +1,13 @@
-"""midoffice_landing: watch the landing folder and start midoffice_daily for each new date.
+"""midoffice_landing: watch the landing folder and start midoffice_ingest for each new date.
 
 On a real scheduler this is how business dates get run: when a date's `_manifest.json` appears
-under $MIDOFFICE_LANDING, one midoffice_daily run is triggered with that business date in its
-conf (run id `business_date__<date>`, so a date is never started twice by this DAG).
+under $MIDOFFICE_LANDING, one midoffice_ingest run is triggered with that business date in its
+conf (run id `business_date__<date>`, so a date is never started twice by this DAG; a date that
+another run already has, e.g. a backfill, is not started either). The date's gates, once
+decided, start midoffice_warehouse through the gate assets.
+
+The business date goes in the conf, not as the run's partition key: Airflow 3.3's Task SDK
+(TriggerDagRunOperator) cannot set a partition key on the run it triggers.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 
+from midoffice.orchestration import INGEST_DAG_ID
+
 POLL_SECONDS = int(os.environ.get("MIDOFFICE_LANDING_POLL_SECONDS", "60"))
 
 with DAG(
     dag_id="midoffice_landing",
-    description="Trigger midoffice_daily for every business date that arrives in the landing folder",
+    description="Trigger midoffice_ingest for every business date that arrives in the landing folder",
     doc_md=__doc__,
     schedule=pendulum.duration(seconds=POLL_SECONDS),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -39,8 +46,8 @@ with DAG(
         ]
 
     TriggerDagRunOperator.partial(
-        task_id="trigger_midoffice_daily",
-        trigger_dag_id="midoffice_daily",
+        task_id="trigger_midoffice_ingest",
+        trigger_dag_id=INGEST_DAG_ID,
         logical_date=None,
         skip_when_already_exists=True,
         max_active_tis_per_dagrun=1,  # trigger in date order, so dates queue oldest first

@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--faults", action="store_true", help="inject realistic defects (listed in _faults.json)")
     g.set_defaults(func=cmd_generate)
 
-    r = sub.add_parser("run", help="run the midoffice_daily DAG for business dates (Airflow's dag.test())")
+    r = sub.add_parser("run", help="run the midoffice_ingest and midoffice_warehouse DAGs for business dates (Airflow's dag.test())")
     r.add_argument("--landing", required=True)
     r.add_argument("--home", default=None, help="default $MIDOFFICE_HOME, else ./.midoffice")
     r.add_argument("--date", type=_date)

@@ -3,11 +3,15 @@
 Used by the `midoffice_landing` DAG on a real scheduler: a date is ready when its
 `_manifest.json` is there (senders write it last, as the control record of the delivery).
 Handing a date over is recorded under lake/control/handover/, so each date is triggered once;
-delete that file to have the scheduler pick the date up again.
+delete that file to have the scheduler pick the date up again. A run of `midoffice_ingest` that
+was not started by the watcher (a backfill, a trigger by hand, `midoffice run`) records the
+handover too, so the watcher does not start the same date a second time.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from datetime import date
 
@@ -31,15 +35,33 @@ def delivered_dates(settings: Settings) -> list[str]:
     return sorted(dates)
 
 
+def is_delivered(settings: Settings, business_date: str) -> bool:
+    return (settings.landing / business_date / "_manifest.json").is_file()
+
+
+def hand_over(settings: Settings, business_date: str, to: str) -> bool:
+    """Record that `to` (a run) has the date; False if it had been handed over already.
+
+    Exclusive create: of two claimants (the watcher and a scheduled run) exactly one wins.
+    """
+    marker = settings.control / "handover" / f"{business_date}.json"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"business_date": business_date, "handed_over_to": to,
+                   "handed_over_at": control.utc_now()}, fh, indent=1, sort_keys=True)
+    return True
+
+
 def take_new_dates(settings: Settings, limit: int = 20) -> list[str]:
     """Dates delivered but not yet handed over; marks them handed over (oldest first)."""
     taken = []
     for d in delivered_dates(settings):
-        marker = settings.control / "handover" / f"{d}.json"
-        if marker.exists():
-            continue
-        control.write_json_atomic(marker, {"business_date": d, "handed_over_at": control.utc_now()})
-        taken.append(d)
-        if len(taken) >= limit:
-            break
+        if hand_over(settings, d, "midoffice_landing"):
+            taken.append(d)
+            if len(taken) >= limit:
+                break
     return taken

@@ -1,8 +1,16 @@
-"""`midoffice run`: the real DAG, run in-process by Airflow's own test runner (`dag.test()`).
+"""`midoffice run`: the real DAGs, run in-process by Airflow's own test runner (`dag.test()`).
 
-No parallel code path: the runner loads dags/midoffice_daily.py through Airflow's DagBag and
-runs it once per business date, in order. Airflow needs a metadata database; unless
-AIRFLOW_HOME is set (a real deployment), one is kept in <home>/airflow (SQLite).
+No parallel code path: the runner loads dags/ through Airflow's DagBag and, for each business
+date in order, runs `midoffice_ingest` and then, as the scheduler does once every feed's gate
+of the date is decided (the twelve gate-asset events for the date), `midoffice_warehouse`.
+
+The business date reaches both DAGs as `business_date` in the run's conf: `dag.test()` in
+Airflow 3.3 cannot give its run a partition key, and the DAGs take the partition key when there
+is one, else that conf (midoffice.orchestration.business_date, the one resolver).
+
+Airflow needs a metadata database; unless AIRFLOW_HOME is set, one is kept in <home>/airflow
+(SQLite). Do not point `midoffice run` at the metadata DB of a running scheduler: the gate
+events its ingest runs emit would start that scheduler's warehouse runs as well.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from pathlib import Path
 from midoffice.config import REPO_ROOT, Settings
 from midoffice.contracts import ingest_order
 
-DAG_ID = "midoffice_daily"
+# The same ids as midoffice.orchestration; not imported from there, which imports airflow.sdk
+# (airflow must not be imported before prepare_airflow() has set its environment).
+INGEST_DAG_ID = "midoffice_ingest"
+WAREHOUSE_DAG_ID = "midoffice_warehouse"
 DAGS_FOLDER = REPO_ROOT / "dags"
 
 
@@ -68,13 +79,14 @@ def prepare_airflow(settings: Settings) -> None:
         marker.write_text("migrated\n")
 
 
-def load_dag():
+def load_dags():
+    """(midoffice_ingest, midoffice_warehouse), as the DAG processor parses them."""
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
         raise RuntimeError(f"DAG import errors: {bag.import_errors}")
-    return bag.dags[DAG_ID]
+    return bag.dags[INGEST_DAG_ID], bag.dags[WAREHOUSE_DAG_ID]
 
 
 def run_dates(settings: Settings, dates: list[str], progress=print) -> list[DateOutcome]:
@@ -83,17 +95,20 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
 
     Pool.create_or_update_pool("midoffice_warehouse", slots=1, include_deferred=False,
                                description="Single writer of the midoffice warehouse file")
-    dag = load_dag()
+    ingest_dag, warehouse_dag = load_dags()
     outcomes = []
     started = time.monotonic()
     for i, business_date in enumerate(dates, start=1):
         done = time.monotonic() - started
         eta = f" (about {_duration(done / (i - 1) * (len(dates) - i + 1))} left)" if i > 1 else ""
-        progress(f"[{i}/{len(dates)}] {business_date}: running {DAG_ID}{eta}…")
+        progress(f"[{i}/{len(dates)}] {business_date}: running {INGEST_DAG_ID}, {WAREHOUSE_DAG_ID}{eta}…")
         t0 = time.monotonic()
         conf = {"business_date": business_date, "landing": str(settings.landing), "home": str(settings.home)}
-        dag_run = dag.test(run_conf=conf, logical_date=None)
-        outcomes.append(_outcome(settings, business_date, dag_run))
+        ingest_run = ingest_dag.test(run_conf=conf, logical_date=None)
+        warehouse_run = None
+        if not _undecided_gates(ingest_run):  # the scheduler's condition: every gate event emitted
+            warehouse_run = warehouse_dag.test(run_conf=conf, logical_date=None)
+        outcomes.append(_outcome(settings, business_date, ingest_run, warehouse_run))
         o = outcomes[-1]
         progress(f"[{i}/{len(dates)}] {business_date}: {o.dag_state} in {_duration(time.monotonic() - t0)}" + (
             "; gates failed: " + "; ".join(f"{f}: {r}" for f, r in o.failed_gates.items()) if o.failed_gates else ""
@@ -106,17 +121,35 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def _outcome(settings: Settings, business_date: str, dag_run) -> DateOutcome:
+def _state(value) -> str:
+    return value.value if hasattr(value, "value") else str(value)
+
+
+def _undecided_gates(ingest_run) -> list[str]:
+    """Feeds whose `decided_<feed>` task did not emit the date's gate event."""
+    done = {ti.task_id for ti in ingest_run.get_task_instances() if _state(ti.state) == "success"}
+    return [f for f in ingest_order() if f"decided_{f}" not in done]
+
+
+def _outcome(settings: Settings, business_date: str, ingest_run, warehouse_run) -> DateOutcome:
     from midoffice.gate import gates_for
 
     gates = gates_for(settings, business_date, ingest_order())
     failed_gates = {f: g.get("reason") or "failed" for f, g in gates.items() if g.get("gate") != "PASS"}
+    runs = [r for r in (ingest_run, warehouse_run) if r is not None]
     failed_tasks = sorted(
-        ti.task_id for ti in dag_run.get_task_instances()
-        if ti.state not in ("success", "skipped") and not ti.task_id.startswith("validate_")
+        f"{r.dag_id}.{ti.task_id}" for r in runs for ti in r.get_task_instances()
+        if _state(ti.state) not in ("success", "skipped") and not ti.task_id.startswith("validate_")
     )
-    state = dag_run.state.value if hasattr(dag_run.state, "value") else str(dag_run.state)
-    return DateOutcome(business_date, dag_run.run_id, state, failed_gates, failed_tasks)
+    if warehouse_run is None:
+        failed_tasks.append(f"{WAREHOUSE_DAG_ID} (not started: gates not decided for "
+                            f"{', '.join(_undecided_gates(ingest_run))})")
+        state = "failed"
+    else:
+        states = [_state(r.state) for r in runs]
+        state = "success" if all(s == "success" for s in states) else "failed"
+    last = warehouse_run or ingest_run
+    return DateOutcome(business_date, last.run_id, state, failed_gates, failed_tasks)
 
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)

@@ -16,7 +16,7 @@ def test_dag_files_import_without_errors(airflow_home):
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     assert bag.import_errors == {}
-    assert "midoffice_daily" in bag.dag_ids
+    assert {"midoffice_ingest", "midoffice_warehouse", "midoffice_landing"} <= set(bag.dag_ids)
     for dag in bag.dags.values():
         assert dag.doc_md, f"{dag.dag_id} has no doc_md"
 
@@ -40,18 +40,59 @@ def test_dag_files_parse_in_under_a_second_without_heavy_imports(airflow_home):
         assert heavy == "", f"{path.name} imports {heavy} at parse time"
 
 
-def test_daily_dag_wires_every_feed_through_ingest_and_validate(airflow_home):
+def test_ingest_dag_wires_every_feed_through_ingest_validate_and_its_gate_asset(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
     from midoffice.contracts import get_feed, ingest_order
 
-    dag = DagBag(dag_folder=str(REPO / "dags")).dags["midoffice_daily"]
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["midoffice_ingest"]
+    from airflow.sdk import CronPartitionTimetable
+
+    assert isinstance(dag.timetable, CronPartitionTimetable)  # backfill walks its business dates
+    assert dag.timetable.key_format == "%Y-%m-%d"
     for feed in ingest_order():
+        assert f"wait_{feed}" in dag.get_task("business_date").downstream_task_ids
         ingest = dag.get_task(f"ingest_{feed}")
         assert f"validate_{feed}" in ingest.downstream_task_ids
         for dep in get_feed(feed).depends_on:
             assert f"ingest_{feed}" in dag.get_task(f"ingest_{dep}").downstream_task_ids
-        assert "build_warehouse" in dag.get_task(f"validate_{feed}").downstream_task_ids
+        decided = dag.get_task(f"decided_{feed}")
+        assert decided.upstream_task_ids == {f"validate_{feed}"}
+        assert decided.trigger_rule == "all_done"  # a FAIL gate is a decided gate too
+        assert [a.name for a in decided.outlets] == [f"midoffice_gate_decided__{feed}"]
+
+
+def test_warehouse_dag_is_started_by_the_gate_assets_of_one_business_date(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import PartitionedAssetTimetable
+
+    from midoffice.contracts import ingest_order
+
+    bag = DagBag(dag_folder=str(REPO / "dags"))
+    dag = bag.dags["midoffice_warehouse"]
+    assert isinstance(dag.timetable, PartitionedAssetTimetable)
+    names = {a.name for a in dag.timetable.asset_condition.objects}
+    assert names == {f"midoffice_gate_decided__{f}" for f in ingest_order()}
+    assert type(dag.timetable.asset_condition).__name__ == "AssetAll"  # every feed, not any
+    assert dag.max_active_runs == 1
     assert dag.get_task("build_warehouse").pool == "midoffice_warehouse"
     assert dag.get_task("publish").pool == "midoffice_warehouse"
     assert "publish" in dag.get_task("build_warehouse").downstream_task_ids
+    assert bag.dags["midoffice_landing"].get_task("trigger_midoffice_ingest").partial_kwargs["trigger_dag_id"] == "midoffice_ingest"
+
+
+def test_the_business_date_is_the_partition_key_else_the_conf_and_a_weekday():
+    import pytest
+
+    from midoffice.orchestration import business_date
+
+    assert business_date({"partition_key": "2026-04-06", "params": {}}) == "2026-04-06"
+    assert business_date({"partition_key": None, "params": {"business_date": "2026-04-07"}}) == "2026-04-07"
+    assert business_date({"partition_key": "2026-04-06", "params": {"business_date": "2026-04-06"}}) == "2026-04-06"
+    for bad in ({"partition_key": "2026-04-04", "params": {}},                 # a Saturday
+                {"partition_key": "2026-04-06T00:00:00", "params": {}},        # not a date key
+                {"partition_key": "2026-4-6", "params": {}},
+                {"partition_key": "2026-04-06", "params": {"business_date": "2026-04-07"}},
+                {"partition_key": None, "params": {}}):
+        with pytest.raises(ValueError):
+            business_date(bad)

@@ -1,9 +1,15 @@
-"""The real scheduler: business dates dropped into the landing folder get run and published.
+"""The real scheduler: business dates dropped into the landing folder get run and published, and
+`airflow backfill create` over a range gives the marts a one-by-one run gives.
 
 Two deployments of the same DAGs:
-- LocalExecutor on SQLite (as `airflow standalone` runs it);
+- LocalExecutor on SQLite (as `airflow standalone` runs it): the landing watcher, then backfills
+  on the same cluster (one cluster start: the suite runs on two cores);
 - CeleryExecutor with Redis as broker, PostgreSQL as metadata DB and two Celery workers (the
   deployment docker-compose.yml describes), using the PostgreSQL and Redis on 127.0.0.1.
+
+The flow under test: the watcher triggers `midoffice_ingest` per date; its `decided_<feed>`
+tasks emit gate-asset events keyed by the business date; Airflow starts `midoffice_warehouse`
+for a date once all twelve keys are in (PartitionedAssetTimetable).
 """
 
 from __future__ import annotations
@@ -16,17 +22,20 @@ import duckdb
 import pytest
 
 from airflow_cluster import AirflowCluster, service_reachable
-from conftest import generate_landing
+from conftest import generate_landing, run_pipeline
+from test_crash import table_checksums
 
 pytestmark = pytest.mark.slow
 
 DATES = ["2026-04-06", "2026-04-07"]
+TRADES = 400
 WAIT_SECONDS = 600
+INGEST, WAREHOUSE = "midoffice_ingest", "midoffice_warehouse"
 
 
-def _drop_two_dates(tmp_path: Path) -> Path:
+def _drop_dates(tmp_path: Path) -> Path:
     """Generate elsewhere, then move the dates in, manifest last (as a sender would)."""
-    staging = generate_landing(tmp_path / "outbox", DATES[0], len(DATES), 600, seed=21)
+    staging = generate_landing(tmp_path / "outbox", DATES[0], len(DATES), TRADES, seed=21)
     landing = tmp_path / "landing"
     landing.mkdir()
     (landing / "_SAMPLE_DATA").write_text((staging / "_SAMPLE_DATA").read_text())
@@ -39,43 +48,138 @@ def _drop_two_dates(tmp_path: Path) -> Path:
     return landing
 
 
-def _wait_for_runs(cluster: AirflowCluster) -> dict[str, str]:
+def _runs(cluster: AirflowCluster, dag_id: str) -> list[dict]:
+    """The DAG's runs in the order they were created (run_after: the time a run may start)."""
+    try:
+        runs = cluster.api(f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+    except Exception:
+        return []
+    return sorted(runs, key=lambda r: (r["run_after"], r["dag_run_id"]))
+
+
+def _date_of(run: dict) -> str | None:
+    return run.get("partition_key") or (run.get("conf") or {}).get("business_date")
+
+
+def _finished(run: dict) -> bool:
+    return run["state"] in ("success", "failed")
+
+
+def _wait_for(cluster: AirflowCluster, what: str, done) -> None:
     deadline = time.time() + WAIT_SECONDS
-    states: dict[str, str] = {}
     while time.time() < deadline:
-        try:
-            runs = cluster.api("/api/v2/dags/midoffice_daily/dagRuns?limit=50")["dag_runs"]
-        except Exception:
-            runs = []
-        states = {r["conf"].get("business_date"): r["state"] for r in runs if r.get("conf")}
-        if all(states.get(d) in ("success", "failed") for d in DATES):
-            return states
+        if done():
+            return
         time.sleep(3)
-    raise AssertionError(f"runs did not finish in {WAIT_SECONDS}s: {states}\n{cluster.logs()}")
+    raise AssertionError(f"{what}: not done in {WAIT_SECONDS}s\n"
+                         f"ingest: {[(_date_of(r), r['run_type'], r['state']) for r in _runs(cluster, INGEST)]}\n"
+                         f"warehouse: {[(_date_of(r), r['state']) for r in _runs(cluster, WAREHOUSE)]}\n"
+                         f"{cluster.logs()}")
 
 
-def _check_published(cluster: AirflowCluster, states: dict[str, str]) -> None:
-    assert all(states[d] == "success" for d in DATES), f"{states}\n{cluster.logs()}"
-    con = duckdb.connect(str(cluster.home / "warehouse" / "marts.duckdb"), read_only=True)
+def _wait_for_warehouse_runs(cluster: AirflowCluster, count: int) -> list[dict]:
+    """Until `count` warehouse runs exist and all have finished (and no ingest run is active)."""
+    def done():
+        runs = _runs(cluster, WAREHOUSE)
+        ingest_active = [r for r in _runs(cluster, INGEST) if not _finished(r)]
+        return len(runs) >= count and all(_finished(r) for r in runs) and not ingest_active
+    _wait_for(cluster, f"{count} {WAREHOUSE} runs", done)
+    return _runs(cluster, WAREHOUSE)
+
+
+def _tis(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[dict]:
+    return cluster.api(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
+
+
+def _check_watcher_runs(cluster: AirflowCluster) -> list[dict]:
+    """Each dropped date ran once through both DAGs, every task green, dates in order."""
+    ingest = {_date_of(r): r for r in _runs(cluster, INGEST) if _date_of(r) in DATES}
+    assert sorted(ingest) == DATES
+    for d, run in ingest.items():
+        assert run["state"] == "success" and run["conf"]["business_date"] == d, run
+        assert run["dag_run_id"] == f"business_date__{d}"  # started by the watcher
+        assert {ti["state"] for ti in _tis(cluster, INGEST, run["dag_run_id"])} == {"success"}
+    warehouse = _wait_for_warehouse_runs(cluster, len(DATES))
+    assert [(r["partition_key"], r["run_type"], r["state"]) for r in warehouse] == \
+        [(d, "asset_triggered", "success") for d in DATES]
+    for run in warehouse:
+        assert run["logical_date"] is None
+        assert {ti["state"] for ti in _tis(cluster, WAREHOUSE, run["dag_run_id"])} == {"success"}
+    # Any other ingest run is the schedule's own run for a date nobody delivered: it skipped.
+    for run in _runs(cluster, INGEST):
+        if _date_of(run) not in DATES:
+            assert run["run_type"] == "scheduled", run
+            states = {ti["task_id"]: ti["state"] for ti in _tis(cluster, INGEST, run["dag_run_id"])}
+            assert states.pop("business_date") == "success" and set(states.values()) <= {"skipped"}, states
+    return warehouse
+
+
+def _check_published(home: Path) -> None:
+    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
     try:
         dates = [str(r[0]) for r in con.execute("SELECT DISTINCT as_of_date FROM risk_exposure ORDER BY 1").fetchall()]
         gates = con.execute("SELECT count(*) FILTER (WHERE gate = 'PASS'), count(*) FROM dq_feed_health").fetchone()
     finally:
         con.close()
     assert dates == DATES
-    assert gates == (24, 24)
-    # Airflow's own record agrees: every task instance of both runs finished.
-    for run in cluster.api("/api/v2/dags/midoffice_daily/dagRuns?limit=50")["dag_runs"]:
-        tis = cluster.api(f"/api/v2/dags/midoffice_daily/dagRuns/{run['dag_run_id']}/taskInstances?limit=100")
-        assert {ti["state"] for ti in tis["task_instances"]} == {"success"}, tis
+    assert gates == (12 * len(DATES), 12 * len(DATES))
 
 
-def test_local_executor_runs_dropped_dates_to_the_published_warehouse(tmp_path):
-    landing = _drop_two_dates(tmp_path)
-    cluster = AirflowCluster(root=tmp_path / "cluster", landing=landing, home=tmp_path / "home")
+def _backfill(cluster: AirflowCluster, first: str, last: str, *extra: str) -> None:
+    cluster.airflow("backfill", "create", "--dag-id", INGEST, "--from-date", first, "--to-date", last,
+                    "--max-active-runs", "1", *extra)
+
+
+def _wait_for_backfills(cluster: AirflowCluster) -> None:
+    def done():
+        backfills = cluster.api(f"/api/v2/backfills?dag_id={INGEST}")["backfills"]
+        return backfills and all(b["completed_at"] for b in backfills)
+    _wait_for(cluster, "backfills", done)
+
+
+def test_local_executor_runs_dropped_dates_and_backfills_give_the_one_by_one_marts(tmp_path, airflow_home):
+    landing = _drop_dates(tmp_path)
+    # The reference: the same dates one by one, in-process (`midoffice run`: the same DAG code).
+    reference = tmp_path / "reference"
+    assert all(o.ok for o in run_pipeline(landing, reference, DATES))
+    expected = table_checksums(reference / "warehouse" / "marts.duckdb")
+
+    home = tmp_path / "home"
+    marts = home / "warehouse" / "marts.duckdb"
+    cluster = AirflowCluster(root=tmp_path / "cluster", landing=landing, home=home)
     try:
         cluster.start()
-        _check_published(cluster, _wait_for_runs(cluster))
+        # 1. The landing watcher: one ingest run per dropped date, then one warehouse run per date.
+        _wait_for(cluster, "watcher-triggered ingest runs",
+                  lambda: sum(_finished(r) for r in _runs(cluster, INGEST) if _date_of(r) in DATES) == len(DATES))
+        _check_watcher_runs(cluster)
+        _check_published(home)
+        assert table_checksums(marts) == expected
+
+        # 2. Backfill over the range: runs with partition key = business date, dates in order.
+        #    (The watcher's runs carry the date in their conf, not as a partition key, so backfill
+        #    does not count them as done: the dates run again, and must come out the same.)
+        _backfill(cluster, DATES[0], DATES[-1])
+        _wait_for_backfills(cluster)
+        warehouse = _wait_for_warehouse_runs(cluster, 2 * len(DATES))
+        backfilled = [r for r in _runs(cluster, INGEST) if r["run_type"] == "backfill"]
+        assert [(r["partition_key"], r["state"]) for r in backfilled] == [(d, "success") for d in DATES]
+        assert [(r["partition_key"], r["state"]) for r in warehouse[len(DATES):]] == [(d, "success") for d in DATES]
+        assert table_checksums(marts) == expected
+
+        # 3. A finished date again, reprocessing completed runs: idempotent. The earlier date, so
+        #    its rebuild happens with the later date's rows already in the warehouse. (One date:
+        #    the suite's time budget; every date is rebuilt the same way.)
+        _backfill(cluster, DATES[0], DATES[0], "--reprocess-behavior", "completed")
+        _wait_for_backfills(cluster)
+        warehouse = _wait_for_warehouse_runs(cluster, 2 * len(DATES) + 1)
+        assert [(r["partition_key"], r["state"]) for r in warehouse[2 * len(DATES):]] == [(DATES[0], "success")]
+        assert table_checksums(marts) == expected
+
+        # 4. Without --reprocess-behavior, dates a backfill has run are not run again.
+        before = len(_runs(cluster, INGEST))
+        _backfill(cluster, DATES[0], DATES[-1])
+        assert len(_runs(cluster, INGEST)) == before
     finally:
         cluster.stop()
 
@@ -105,7 +209,7 @@ def _drop_postgres_database(name: str) -> None:
 @pytest.mark.skipif(not service_reachable("127.0.0.1", 5432), reason="PostgreSQL is not running on 127.0.0.1:5432 (see README: starting the services)")
 @pytest.mark.skipif(not service_reachable("127.0.0.1", 6379), reason="Redis is not running on 127.0.0.1:6379 (see README: starting the services)")
 def test_celery_executor_with_two_workers_redis_and_postgres(tmp_path):
-    landing = _drop_two_dates(tmp_path)
+    landing = _drop_dates(tmp_path)
     database = _postgres_database()
     redis_db = 1 + int(uuid.uuid4().int % 14)
     cluster = AirflowCluster(
@@ -117,12 +221,14 @@ def test_celery_executor_with_two_workers_redis_and_postgres(tmp_path):
     )
     try:
         cluster.start()
-        states = _wait_for_runs(cluster)
-        _check_published(cluster, states)
+        _wait_for(cluster, "watcher-triggered ingest runs",
+                  lambda: sum(_finished(r) for r in _runs(cluster, INGEST) if _date_of(r) in DATES) == len(DATES))
+        warehouse = _check_watcher_runs(cluster)
+        _check_published(cluster.home)
         hosts = set()
-        for run in cluster.api("/api/v2/dags/midoffice_daily/dagRuns?limit=50")["dag_runs"]:
-            tis = cluster.api(f"/api/v2/dags/midoffice_daily/dagRuns/{run['dag_run_id']}/taskInstances?limit=100")
-            hosts |= {ti.get("hostname") for ti in tis["task_instances"]}
+        runs = [(INGEST, r) for r in _runs(cluster, INGEST) if _date_of(r) in DATES] + [(WAREHOUSE, r) for r in warehouse]
+        for dag_id, run in runs:
+            hosts |= {ti.get("hostname") for ti in _tis(cluster, dag_id, run["dag_run_id"])}
         assert len(hosts - {None, ""}) >= 1
     finally:
         cluster.stop()

@@ -1,0 +1,93 @@
+"""midoffice_warehouse: build, publish and report one business date once all its gates are decided.
+
+Wiring only: every task calls a function of the `midoffice` package, the same function the
+`midoffice` command calls. Heavy imports happen inside the tasks, never at parse time.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, AssetAll, Param, PartitionedAssetTimetable, TriggerRule, task
+
+from midoffice.orchestration import (
+    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, record_failure,
+    settings,
+)
+
+DOC_MD = f"""
+### {WAREHOUSE_DAG_ID}
+
+Builds, publishes and reports **one business date**, started by Airflow when **every feed of the
+date has passed or failed its gate**: the DAG is scheduled by a `PartitionedAssetTimetable` on
+the twelve assets `midoffice_gate_decided__<feed>` that `{INGEST_DAG_ID}` updates with
+partition key = the business date. The run's partition key *is* the business date (checked:
+an ISO date on a weekday); a run without one (by hand, or `dag.test()` in `midoffice run`)
+takes `business_date` from its conf. Never the logical date, never the clock.
+
+Rerunning a date (a backfill of `{INGEST_DAG_ID}` with `--reprocess-behavior completed`) decides
+its gates again and so builds the date again; every step replaces the date's partitions, so
+the marts come out the same.
+
+1. `build_warehouse`: core tables of the feeds that passed, marts for the date, audited, in one
+   transaction (pool `{WAREHOUSE_POOL}`, one slot: `build.duckdb` has a single writer). Marts
+   that depend on a failed feed keep their previous rows; `build_log` says which and why.
+2. `publish`: atomic swap of `<home>/warehouse/marts.duckdb` (same pool).
+3. `report`: the daily pack and extracts under `<home>/reports/<date>/`.
+4. `notify`: new alerts of the date (limit breach, failed gate, old break, missed target) by
+   e-mail through the Airflow connection `midoffice_smtp`, each condition once per date.
+
+One run at a time (`max_active_runs=1`), oldest date first: carried state (breach streaks,
+backtests, break ages) is recomputed from the dates before, so dates are built in order.
+
+{PARAMS_DOC}. Every task failure is recorded in the run ledger (`pipeline_runs`) by a failure
+callback.
+"""
+
+with DAG(
+    dag_id=WAREHOUSE_DAG_ID,
+    description="One business date, once every feed's gate is decided: build, publish, report, notify",
+    doc_md=DOC_MD,
+    schedule=PartitionedAssetTimetable(assets=AssetAll(*GATE_ASSETS.values())),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "business_date": Param(None, type=["null", "string"], format="date",
+                               description="Business date, for a run without a partition key"),
+        "landing": Param(None, type=["null", "string"], description="Landing folder (default $MIDOFFICE_LANDING)"),
+        "home": Param(None, type=["null", "string"], description="midoffice home (default $MIDOFFICE_HOME)"),
+    },
+    default_args={
+        "retries": 2,  # transient faults (a locked file, a slow disk)
+        "retry_delay": pendulum.duration(seconds=10),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": record_failure,
+    },
+    tags=["midoffice"],
+) as dag:
+
+    @task(pool=WAREHOUSE_POOL)
+    def build_warehouse(**context) -> dict:
+        from midoffice.warehouse import build_warehouse as build
+
+        return build(settings(context), business_date(context), context["run_id"])
+
+    @task(pool=WAREHOUSE_POOL)
+    def publish(**context) -> dict:
+        from midoffice.publish import publish as publish_marts
+
+        return publish_marts(settings(context), business_date(context), context["run_id"])
+
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def report(**context) -> dict:
+        from midoffice.report import build_report
+
+        return build_report(settings(context), business_date(context), context["run_id"])
+
+    @task
+    def notify(**context) -> dict:
+        from midoffice.alerts import notify as send_new_alerts
+
+        return send_new_alerts(settings(context), business_date(context), context["run_id"])
+
+    build_warehouse() >> publish() >> [report(), notify()]

@@ -1,0 +1,95 @@
+"""What the Airflow DAGs share: the gate assets, the business date of a run, settings, the
+failure callback.
+
+Imported by the DAG files at parse time, so it imports nothing heavy (no DuckDB, GX, pandas):
+only the standard library and `airflow.sdk`, which the DAG files import anyway.
+
+The business date of a run is its **partition key** (a weekday ISO date: scheduled, backfill
+and asset-triggered runs carry one), else `business_date` in the run's conf (a run started by
+the landing watcher, by hand, or by `dag.test()` in `midoffice run`: Airflow 3.3's Task SDK and
+`dag.test()` cannot set a partition key on the runs they create). Never the logical date, never
+the clock.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+from airflow.sdk import Asset
+
+from midoffice.contracts import ingest_order
+
+INGEST_DAG_ID = "midoffice_ingest"
+WAREHOUSE_DAG_ID = "midoffice_warehouse"
+WAREHOUSE_POOL = "midoffice_warehouse"  # one slot: build.duckdb has a single writer
+
+
+def gate_asset(feed: str) -> Asset:
+    """Asset updated, with partition key = business date, once the feed's gate is decided."""
+    return Asset(name=f"midoffice_gate_decided__{feed}", uri=f"midoffice://gate-decided/{feed}",
+                 group="midoffice")
+
+
+GATE_ASSETS = {feed: gate_asset(feed) for feed in ingest_order()}
+
+
+def check_business_date(value) -> str:
+    """A business date as the pipeline takes it: an ISO date (YYYY-MM-DD) on a weekday."""
+    text = str(value)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"business date {text!r} is not an ISO date (YYYY-MM-DD)") from None
+    if day.isoformat() != text:
+        raise ValueError(f"business date {text!r} is not an ISO date (YYYY-MM-DD)")
+    if day.weekday() >= 5:
+        raise ValueError(f"{text} is not a business date (weekend)")
+    return text
+
+
+def business_date(context) -> str:
+    """The run's business date: its partition key, else conf `business_date`; both must agree."""
+    key = context.get("partition_key")
+    conf = (context.get("params") or {}).get("business_date")
+    if key and conf and str(conf) != str(key):
+        raise ValueError(f"conf business_date {conf} contradicts the run's partition key {key}")
+    value = key or conf
+    if not value:
+        raise ValueError("the run has neither a partition key nor a business_date in its conf")
+    return check_business_date(value)
+
+
+def settings(context):
+    from midoffice.config import settings_from
+
+    params = context.get("params") or {}
+    landing = params.get("landing") or os.environ.get("MIDOFFICE_LANDING")
+    if not landing:
+        raise ValueError("no landing folder: set conf 'landing' or MIDOFFICE_LANDING")
+    return settings_from(landing, params.get("home") or os.environ.get("MIDOFFICE_HOME"))
+
+
+def wait_seconds(context) -> int:
+    value = (context.get("params") or {}).get("wait_seconds")
+    if value is None:
+        value = os.environ.get("MIDOFFICE_WAIT_SECONDS", "0")
+    return max(0, int(value))
+
+
+def record_failure(context) -> None:
+    """on_failure_callback: put the failure in the run ledger (pipeline_runs), not only the logs."""
+    from midoffice.control import record_stage, utc_now
+
+    try:
+        ti = context["ti"]
+        record_stage(settings(context), context["run_id"], business_date(context), f"task:{ti.task_id}",
+                     "FAILED", utc_now(), message=str(context.get("exception") or "failed")[:2000])
+    except Exception:  # a callback must never mask the task's own failure
+        pass
+
+
+PARAMS_DOC = (
+    "Conf (all optional): `business_date` (only for a run without a partition key), `landing` and "
+    "`home` (default `$MIDOFFICE_LANDING`, `$MIDOFFICE_HOME`)"
+)
