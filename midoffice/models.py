@@ -32,9 +32,6 @@ class Model:
     example: str = ""
     # soft: read as built for the date (build order only); a skipped one leaves its rows as they are
     reads_models: tuple[str, ...] = ()
-    # The model sums no floating-point values, so its rows do not depend on the order in which
-    # threads combine them: it may run on every thread (the others run on one, for exact reruns).
-    parallel: bool = False
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -74,7 +71,6 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
             own_run_id=bool(meta.get("own_run_id", False)),
             example=meta.get("example", ""),
             reads_models=tuple(meta.get("reads_models", [])),
-            parallel=bool(meta.get("parallel", False)),
         ))
     return _dependency_order(models)
 

@@ -228,8 +228,9 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         _replace_pipeline_runs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
         # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
-        # gives the same bits (byte-for-byte idempotent marts). Loading the partitions above is
-        # order-free and keeps every thread.
+        # gives the same bits (byte-for-byte idempotent marts); one thread also keeps the recon's
+        # window functions within the memory limit at 10M trades a day (two ran out of it).
+        # Loading the partitions above is order-free and keeps every thread.
         con.execute("SET threads = 1")
         problems: list[str] = []
         for model in load_models():
@@ -241,11 +242,7 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
                             [business_date, model.name, skipped[model.name], run_id])
                 _ensure_table(con, model)  # the models that read it (reads_models) still bind
                 continue
-            if model.parallel:
-                con.execute(f"SET threads = {int(settings.duckdb_threads)}")
             built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
-            if model.parallel:
-                con.execute("SET threads = 1")
             con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",
                         [business_date, model.name, built[model.name], run_id])
             problems += _audit_model(con, model, business_date)
