@@ -43,7 +43,8 @@ if stage == "ingest":
         assert r["status"] == "LOADED", r
 elif stage == "validate":
     for f in ingest_order():
-        validate_and_gate(s, day, f, "bench")
+        g = validate_and_gate(s, day, f, "bench")
+        assert g["gate"] == "PASS", g
 elif stage == "build":
     build_warehouse(s, day, "bench")
 elif stage == "publish":
@@ -55,12 +56,13 @@ print(json.dumps({"seconds": time.perf_counter() - t}))
 
 
 def timed_child(args: list[str]) -> tuple[float, float]:
-    """Wall time and exact peak RSS of one child via GNU time."""
+    """Wall time and exact peak RSS of one child via GNU time; a failed child fails the bench
+    (a stage that fails fast would otherwise look fast)."""
     t = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-f", "%M", *args], capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"{args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     peak_kb = int(proc.stderr.strip().splitlines()[-1])
     return wall, peak_kb / 1024
 

@@ -1,9 +1,12 @@
-"""Warehouse build: validated partitions → core tables → marts → audits, in one transaction.
+"""Warehouse build: validated partitions → core tables, then marts → audits, in two transactions.
 
 The only writer of build.duckdb. Each business date replaces its own partition of every core
 table and mart (idempotent), and only for feeds whose gate passed; a mart whose feeds did not all
-pass keeps its previous rows for that date. Any audit failure rolls the whole date back, so the
-working warehouse (and hence what gets published) is never half built.
+pass keeps its previous rows for that date. The core partitions of the date are committed first
+(one transaction), then every mart of the date and the audits (a second one): any mart or audit
+failure rolls all the date's marts back, nothing is published (publish runs only after a
+successful build), and the retry replaces the core partitions again before building the marts,
+so what gets published is never half built.
 """
 
 from __future__ import annotations
@@ -227,6 +230,13 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         _replace_feed_health(con, settings, business_date, gates)
         _replace_pipeline_runs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
+        # The date's core partitions are committed before the marts are built: uncommitted, 10M
+        # trades a day held the memory the recon's window functions need (out of memory at
+        # 4 GB). Marts still change in one transaction; if it fails, the date's marts keep their
+        # previous rows beside the new core partitions, nothing is published, and the rerun
+        # (the task's retry) builds it again from the core, which it replaces first anyway.
+        con.execute("COMMIT")
+        con.execute("BEGIN TRANSACTION")
         # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
         # gives the same bits (byte-for-byte idempotent marts); one thread also keeps the recon's
         # window functions within the memory limit at 10M trades a day (two ran out of it).
