@@ -12,8 +12,8 @@ from airflow.sdk import DAG, CronPartitionTimetable, Param, PokeReturnValue, Tri
 
 from midoffice.contracts import get_feed, ingest_order
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, record_failure, settings,
-    wait_seconds,
+    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, record_failure, run_params,
+    settings, wait_seconds,
 )
 
 DOC_MD = f"""
@@ -69,10 +69,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Business date, for a run without a partition key"),
-        "landing": Param(None, type=["null", "string"], description="Landing folder (default $MIDOFFICE_LANDING)"),
-        "home": Param(None, type=["null", "string"], description="midoffice home (default $MIDOFFICE_HOME)"),
+        **run_params(),
         "wait_seconds": Param(None, type=["null", "integer"], description="How long to wait for late files"),
     },
     default_args={

@@ -7,11 +7,11 @@ Wiring only: every task calls a function of the `midoffice` package, the same fu
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, AssetAll, Param, PartitionedAssetTimetable, TriggerRule, task
+from airflow.sdk import DAG, AssetAll, PartitionedAssetTimetable, TriggerRule, task
 
 from midoffice.orchestration import (
     GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, record_failure,
-    settings,
+    run_params, settings,
 )
 
 DOC_MD = f"""
@@ -51,12 +51,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={
-        "business_date": Param(None, type=["null", "string"], format="date",
-                               description="Business date, for a run without a partition key"),
-        "landing": Param(None, type=["null", "string"], description="Landing folder (default $MIDOFFICE_LANDING)"),
-        "home": Param(None, type=["null", "string"], description="midoffice home (default $MIDOFFICE_HOME)"),
-    },
+    params=run_params(),
     default_args={
         "retries": 2,  # transient faults (a locked file, a slow disk)
         "retry_delay": pendulum.duration(seconds=10),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from datetime import date
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, Param
 
 from midoffice.contracts import ingest_order
 
@@ -87,6 +87,16 @@ def record_failure(context) -> None:
                      "FAILED", utc_now(), message=str(context.get("exception") or "failed")[:2000])
     except Exception:  # a callback must never mask the task's own failure
         pass
+
+
+def run_params() -> dict:
+    """The conf both DAGs take (a new dict of Params for each DAG)."""
+    return {
+        "business_date": Param(None, type=["null", "string"], format="date",
+                               description="Business date, for a run without a partition key"),
+        "landing": Param(None, type=["null", "string"], description="Landing folder (default $MIDOFFICE_LANDING)"),
+        "home": Param(None, type=["null", "string"], description="midoffice home (default $MIDOFFICE_HOME)"),
+    }
 
 
 PARAMS_DOC = (
