@@ -103,8 +103,11 @@ con.execute(f"SET VARIABLE as_of_date = DATE '{day}'")
 con.execute("SET VARIABLE reporting_currency = 'USD'")
 con.execute("SET VARIABLE var_scenarios = 250")
 con.execute("SET VARIABLE quarantine_threshold = 0.01")
+con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())  # the recon reads its own table
 for m in load_models():
-    con.execute(f"CREATE TABLE main.{m.name} AS SELECT *, NULL::VARCHAR AS run_id_, NULL::TIMESTAMP AS loaded_at FROM ({m.sql})")
+    select = f"SELECT *, NULL::VARCHAR AS run_id_, NULL::TIMESTAMP AS loaded_at FROM ({m.sql})"
+    con.execute(f"INSERT INTO main.{m.name} {select}" if m.carries_previous_date
+                else f"CREATE TABLE main.{m.name} AS {select}")
 con.execute("CHECKPOINT")
 print(time.perf_counter() - t)
 """

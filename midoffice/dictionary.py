@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from midoffice.config import REPO_ROOT, WAREHOUSE_DDL_DIR
+from midoffice.config import REPO_ROOT
 from midoffice.contracts import Column, Feed, load_contracts
 from midoffice.models import Model, load_models
 
@@ -111,6 +111,7 @@ def inferred_types() -> dict[str, dict[str, str]]:
     import duckdb
 
     from midoffice.pseudonym import register
+    from midoffice.warehouse import create_schema
 
     con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "512MB",
                                              "autoinstall_known_extensions": False,
@@ -118,10 +119,7 @@ def inferred_types() -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     try:
         register(con, b"type-inference-only")
-        con.execute((WAREHOUSE_DDL_DIR / "core.sql").read_text())
-        for feed in load_contracts().values():
-            cols = ", ".join(f'"{c.name}" {c.type}' for c in feed.columns)
-            con.execute(f'CREATE TABLE core."{feed.name}" (business_date DATE, {cols}, run_id VARCHAR)')
+        create_schema(con)
         con.execute("SET VARIABLE as_of_date = DATE '2000-01-03'")
         con.execute("SET VARIABLE reporting_currency = 'USD'")
         con.execute("SET VARIABLE var_scenarios = 250")
@@ -129,13 +127,11 @@ def inferred_types() -> dict[str, dict[str, str]]:
         for m in load_models():
             lineage = ("CAST(NULL AS TIMESTAMP) AS loaded_at" if m.own_run_id
                        else "CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS TIMESTAMP) AS loaded_at")
+            select = f"SELECT *, {lineage} FROM ({m.sql})"
             try:
-                con.execute(f'CREATE TABLE main."{m.name}" AS SELECT *, {lineage} FROM ({m.sql}) LIMIT 0')
-                rows = con.execute(
-                    "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' "
-                    "AND table_name = ? AND database_name = current_database() ORDER BY column_index", [m.name]
-                ).fetchall()
-                out[m.name] = dict(rows)
+                out[m.name] = {r[0]: r[1] for r in con.execute(f"DESCRIBE {select}").fetchall()}
+                # the marts read by later models must exist for those to bind
+                con.execute(f'CREATE TABLE IF NOT EXISTS main."{m.name}" AS {select} LIMIT 0')
             except Exception:  # untypable offline (e.g. reads a table only a real build has)
                 out[m.name] = {}
     finally:

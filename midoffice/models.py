@@ -32,6 +32,9 @@ class Model:
     example: str = ""
     # soft: read as built for the date (build order only); a skipped one leaves its rows as they are
     reads_models: tuple[str, ...] = ()
+    # reads its own rows of the previous business date (getvariable('carry_from_date'), NULL when
+    # they may be stale) to evaluate only what can have changed; its table is in warehouse/marts.sql
+    carries_previous_date: bool = False
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -71,6 +74,7 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
             own_run_id=bool(meta.get("own_run_id", False)),
             example=meta.get("example", ""),
             reads_models=tuple(meta.get("reads_models", [])),
+            carries_previous_date=bool(meta.get("carries_previous_date", False)),
         ))
     return _dependency_order(models)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date, timedelta
 
 from midoffice import control
 from midoffice.config import WAREHOUSE_DDL_DIR, Settings
@@ -26,7 +27,9 @@ class AuditError(RuntimeError):
     """An invariant of the built marts does not hold; nothing of the date is kept."""
 
 
-def _ensure_core(con) -> None:
+def create_schema(con) -> None:
+    """The warehouse's tables that exist before any build: core (control tables and one table per
+    feed contract) and the marts declared in warehouse/marts.sql. Idempotent."""
     con.execute((WAREHOUSE_DDL_DIR / "core.sql").read_text())
     for feed in load_contracts().values():
         cols = ", ".join(f"{q(c.name)} {c.type}" for c in feed.columns)
@@ -34,6 +37,7 @@ def _ensure_core(con) -> None:
             f"CREATE TABLE IF NOT EXISTS core.{q(feed.name)} "
             f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
         )
+    con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
 
 
 def _replace_feed_partition(con, settings: Settings, feed: Feed, business_date: str, run_id: str) -> int:
@@ -45,7 +49,38 @@ def _replace_feed_partition(con, settings: Settings, feed: Feed, business_date: 
         f"SELECT CAST(? AS DATE), {cols}, ? FROM read_parquet({sql_literal_path(path)})",
         [business_date, run_id],
     )
+    con.execute(
+        "INSERT OR REPLACE INTO core.partition_loads "
+        "SELECT ?, ?, (SELECT coalesce(max(load_seq), 0) + 1 FROM core.partition_loads)",
+        [feed.name, business_date],
+    )
     return con.execute(f"SELECT count(*) FROM core.{q(feed.name)} WHERE business_date = ?", [business_date]).fetchone()[0]
+
+
+def previous_business_date(business_date: str) -> str:
+    day = date.fromisoformat(business_date)
+    return str(day - timedelta(days={0: 3, 6: 2}.get(day.weekday(), 1)))
+
+
+def carry_from_date(con, model: Model, business_date: str) -> str | None:
+    """The previous business date, if the model's rows of it can be carried forward: built, and
+    after the last load of every partition of its feeds up to that date (a rerun of an earlier
+    date since then means they may be stale). Else None: the model evaluates everything."""
+    previous = previous_business_date(business_date)
+    row = con.execute(
+        "SELECT 1 FROM core.mart_builds b WHERE b.mart = ? AND b.business_date = ? "
+        "AND NOT EXISTS (SELECT 1 FROM core.partition_loads l WHERE l.feed IN (SELECT unnest(?)) "
+        "AND l.business_date <= b.business_date AND l.load_seq > b.after_load_seq)",
+        [model.name, previous, list(model.depends_on_feeds)],
+    ).fetchone()
+    return previous if row else None
+
+
+def _record_mart_build(con, model: Model, business_date: str, built: bool) -> None:
+    con.execute("DELETE FROM core.mart_builds WHERE mart = ? AND business_date = ?", [model.name, business_date])
+    if built:
+        con.execute("INSERT INTO core.mart_builds SELECT ?, ?, (SELECT coalesce(max(load_seq), 0) "
+                    "FROM core.partition_loads)", [model.name, business_date])
 
 
 def _replace_quarantine(con, settings: Settings, business_date: str) -> None:
@@ -190,7 +225,7 @@ def _audit_invariants(con, business_date: str, built: set[str]) -> list[str]:
 
 def refresh_run_ledger(con, settings: Settings, business_date: str, run_id: str) -> None:
     """Reload the date's pipeline_runs so the published ledger includes this run's build."""
-    _ensure_core(con)
+    create_schema(con)
     con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
     con.execute("BEGIN TRANSACTION")
     try:
@@ -217,7 +252,7 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
     try:
         key, _source = resolve_key(settings)  # refuse to build client identity without a key
         register_client_key(con, key)
-        _ensure_core(con)
+        create_schema(con)
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
         con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])
         con.execute("SET VARIABLE var_scenarios = ?", [settings.var_scenarios])
@@ -251,8 +286,15 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
                 con.execute("INSERT INTO core.build_log VALUES (?, ?, 'SKIPPED', ?, NULL, ?)",
                             [business_date, model.name, skipped[model.name], run_id])
                 _ensure_table(con, model)  # the models that read it (reads_models) still bind
+                if model.carries_previous_date:
+                    _record_mart_build(con, model, business_date, built=False)
                 continue
+            if model.carries_previous_date:
+                con.execute("SET VARIABLE carry_from_date = CAST(? AS DATE)",
+                            [carry_from_date(con, model, business_date)])
             built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
+            if model.carries_previous_date:
+                _record_mart_build(con, model, business_date, built=True)
             con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",
                         [business_date, model.name, built[model.name], run_id])
             problems += _audit_model(con, model, business_date)

@@ -64,3 +64,21 @@ CREATE TABLE IF NOT EXISTS core.build_log (
 CREATE TABLE IF NOT EXISTS core.unpublished_dates (
     business_date  DATE PRIMARY KEY
 );
+
+-- Every replacement of a core feed partition, numbered in the order it happened, and for a mart
+-- that carries its previous date's rows forward (ops_trade_recon) the last load number its
+-- build of each date saw. A date's rows may be carried only if no partition of a date up to it
+-- was loaded after they were built (midoffice.warehouse.carry_from_date).
+CREATE TABLE IF NOT EXISTS core.partition_loads (
+    feed           VARCHAR NOT NULL,
+    business_date  DATE NOT NULL,
+    load_seq       BIGINT NOT NULL,
+    PRIMARY KEY (feed, business_date)
+);
+
+CREATE TABLE IF NOT EXISTS core.mart_builds (
+    mart           VARCHAR NOT NULL,
+    business_date  DATE NOT NULL,
+    after_load_seq BIGINT NOT NULL,
+    PRIMARY KEY (mart, business_date)
+);

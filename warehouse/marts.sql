@@ -1,0 +1,36 @@
+-- Tables of the marts whose model reads its own rows of the previous business date (yml:
+-- carries_previous_date). Their query cannot bind before the table exists, so the table is
+-- declared here; the build checks that its columns are the model's, in order.
+CREATE TABLE IF NOT EXISTS main.ops_trade_recon (
+    as_of_date            DATE,
+    trade_id              VARCHAR,
+    status                VARCHAR,
+    book                  VARCHAR,
+    instrument_id         VARCHAR,
+    side                  VARCHAR,
+    trade_date            DATE,
+    settle_date           DATE,
+    front_version         BIGINT,
+    front_event_type      VARCHAR,
+    front_quantity        DOUBLE,
+    front_price           DOUBLE,
+    front_amount          DOUBLE,
+    front_currency        VARCHAR,
+    settlement_id         VARCHAR,
+    settlement_status     VARCHAR,
+    back_version          BIGINT,
+    back_quantity         DOUBLE,
+    back_amount           DOUBLE,
+    back_currency         VARCHAR,
+    intended_settle_date  DATE,
+    custodian             VARCHAR,
+    version_diff          BIGINT,
+    quantity_diff         DOUBLE,
+    amount_diff           DOUBLE,
+    notional_usd          DOUBLE,
+    first_seen_date       DATE,
+    age_bd                BIGINT,
+    age_bucket            VARCHAR,
+    run_id                VARCHAR,
+    loaded_at             TIMESTAMP
+);
