@@ -49,6 +49,7 @@ CONTROL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "run_id": "Pipeline run that published the file.",
             "business_date": "Business date of that run.",
             "published_at": "When the file was published (UTC).",
+            "generation": "Number of the publication (one more each time); says which dates an older file lacks.",
         },
     ),
 }

@@ -5,10 +5,15 @@ to them. The new file is complete and checkpointed (no .wal) before os.replace()
 place, so a reader sees the old version or the new one, never a mix. Leftovers of a publish that
 was killed half way are removed by the next one.
 
-The new file starts as a copy of the published one, and only the dates built since the last
-publication (core.unpublished_dates) are replaced in it: the cost of a publication follows the
-new data (plus a file copy), not the length of the history. When there is no published file, or
-its tables no longer match the build's (a mart added or changed), every mart is copied whole.
+The cost of a publication follows the new data, not the length of the history. Two published
+files take turns: marts.duckdb (current) and marts.previous.duckdb (a hard link to the file
+published before it, which readers that connected before the last publication may still hold).
+The next publication takes the previous file, replaces in it only the dates that changed since
+it was current (core.published_dates and core.unpublished_dates), and puts it in place: no copy
+of the whole warehouse. When that file is still open in a reader (DuckDB's lock says so), or
+missing, the current file is copied instead (a cost that grows with the history); when there is
+none, or its tables no longer match the build's (a mart added or changed), every mart is copied
+whole.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
+
+import duckdb
 
 from midoffice import control
 from midoffice.config import Settings
@@ -24,11 +32,21 @@ from midoffice.models import Model, load_models
 from midoffice.warehouse import refresh_run_ledger
 
 
+def _previous_db(settings: Settings) -> Path:
+    return settings.warehouse_dir / "marts.previous.duckdb"
+
+
 def _remove_leftovers(settings: Settings) -> list[str]:
     removed = []
     for stale in settings.warehouse_dir.glob("marts.next-*.duckdb*"):
         stale.unlink(missing_ok=True)
         removed.append(stale.name)
+    previous, target = _previous_db(settings), settings.published_db
+    # Killed between linking the current file as previous and replacing it: the two names are
+    # one file, which must never be written while it is published.
+    if previous.exists() and (not target.exists() or previous.samefile(target)):
+        previous.unlink()
+        removed.append(previous.name)
     return removed
 
 
@@ -48,6 +66,34 @@ def _same_tables(con, models: list[Model]) -> bool:
         _columns(con, "pub", m.name) == _columns(con, build_db, m.name) for m in models)
 
 
+def _generation(con) -> int | None:
+    """The generation of the attached published file (None: a file from before generations)."""
+    if ("generation", "BIGINT") not in _columns(con, "pub", "publication"):
+        return None
+    row = con.execute("SELECT generation FROM pub.publication").fetchone()
+    return row[0] if row else None
+
+
+def _dates_since(con, generation: int) -> list[str]:
+    """The dates a file of this generation lacks: published later, or not published yet."""
+    return [str(r[0]) for r in con.execute(
+        "SELECT business_date FROM core.published_dates WHERE generation > ? "
+        "UNION SELECT business_date FROM core.unpublished_dates ORDER BY 1", [generation]).fetchall()]
+
+
+def _open_as_base(con, staging: Path, models: list[Model]) -> int | None:
+    """Attach staging as pub if it can be brought up to date by replacing dates: its generation."""
+    try:
+        con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
+    except duckdb.IOException:  # a reader still holds it (DuckDB's file lock)
+        return None
+    generation = _generation(con)
+    if generation is None or not _same_tables(con, models):
+        con.execute("DETACH pub")
+        return None
+    return generation
+
+
 def _copy_whole(con, models: list[Model]) -> None:
     for model in models:
         order = ", ".join(q(c) for c in model.grain)
@@ -63,62 +109,82 @@ def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
                     [dates])
 
 
+def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]) -> tuple[str, list[str]]:
+    """Attach as pub the file the new publication starts from; how ('previous', 'copy' or
+    'whole') and the dates it must replace (every mart when whole)."""
+    previous, target = _previous_db(settings), settings.published_db
+    if previous.exists():
+        os.replace(previous, staging)
+        generation = _open_as_base(con, staging, models)
+        if generation is not None:
+            return "previous", _dates_since(con, generation)
+        staging.unlink()
+    if target.exists():
+        shutil.copyfile(target, staging)
+        generation = _open_as_base(con, staging, models)
+        if generation is not None:
+            return "copy", _dates_since(con, generation)
+        staging.unlink()
+    con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
+    return "whole", []
+
+
 def publish(settings: Settings, business_date: str, run_id: str) -> dict:
     started_at = control.utc_now()
     t0 = time.monotonic()
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
     removed = _remove_leftovers(settings)
-    target = settings.published_db
+    target, previous = settings.published_db, _previous_db(settings)
     staging = settings.warehouse_dir / f"marts.next-{os.getpid()}.duckdb"
     con = connect(settings, settings.build_db)
-    tables, mode, dates = {}, "whole", []
+    tables = {}
     try:
         refresh_run_ledger(con, settings, business_date, run_id)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
         models = [m for m in load_models() if m.name in existing]
-        dates = [str(r[0]) for r in con.execute(
+        unpublished = [str(r[0]) for r in con.execute(
             "SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
-        if target.exists():
-            shutil.copyfile(target, staging)
-            con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
-            if _same_tables(con, models):
-                mode = "dates"
-            else:
-                con.execute("DETACH pub")
-                staging.unlink()
+        mode, dates = _prepare_staging(con, settings, staging, models)
         if mode == "whole":
-            con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
             _copy_whole(con, models)
         else:
             _replace_dates(con, models, dates)
             con.execute("DROP TABLE pub.build_log")
             con.execute("DROP TABLE pub.publication")
+        generation = con.execute(
+            "SELECT coalesce(max(generation), 0) + 1 FROM core.published_dates").fetchone()[0]
         con.execute("CREATE TABLE pub.build_log AS SELECT * FROM core.build_log ORDER BY business_date, mart")
         con.execute(
             "CREATE TABLE pub.publication AS SELECT CAST(? AS VARCHAR) AS run_id, CAST(? AS DATE) AS business_date, "
-            "CAST(? AS TIMESTAMP) AS published_at",
-            [run_id, business_date, started_at.rstrip("Z")],
+            "CAST(? AS TIMESTAMP) AS published_at, CAST(? AS BIGINT) AS generation",
+            [run_id, business_date, started_at.rstrip("Z"), generation],
         )
         for model in models:
             tables[model.name] = con.execute(f"SELECT count(*) FROM pub.{q(model.name)}").fetchone()[0]
         con.execute("DETACH pub")  # checkpoints the new file: no .wal is left beside it
+        con.execute("INSERT INTO core.published_dates SELECT ?, CAST(unnest(?) AS DATE)", [generation, unpublished])
     except Exception as exc:
         con.close()
         staging.unlink(missing_ok=True)
         control.record_stage(settings, run_id, business_date, "publish", "FAILED", started_at, message=str(exc))
         raise
     try:
+        if target.exists():
+            # the file readers hold now becomes the next publication's starting point
+            link = settings.warehouse_dir / f"marts.next-{os.getpid()}.previous.duckdb"
+            os.link(target, link)
+            os.replace(link, previous)
         os.replace(staging, target)
         # Published: these dates no longer wait. A kill before this line only makes the next
         # publication replace them again (idempotent).
         con.execute("DELETE FROM core.unpublished_dates WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))",
-                    [dates])
+                    [unpublished])
     finally:
         con.close()
     summary = {"business_date": business_date, "run_id": run_id, "published": str(target), "mode": mode,
-               "dates_replaced": dates if mode == "dates" else "all", "tables": tables,
+               "generation": generation, "dates_replaced": dates if mode != "whole" else "all", "tables": tables,
                "removed_leftovers": removed, "seconds": round(time.monotonic() - t0, 3)}
     control.record_stage(settings, run_id, business_date, "publish", "SUCCESS", started_at,
                          rows_out=sum(tables.values()))

@@ -82,3 +82,14 @@ CREATE TABLE IF NOT EXISTS core.mart_builds (
     after_load_seq BIGINT NOT NULL,
     PRIMARY KEY (mart, business_date)
 );
+
+-- The dates each publication replaced, by generation (the number in the published file's
+-- publication table). Publish brings an older published file up to date by replacing the dates
+-- of every later generation plus the unpublished ones (midoffice.publish). Recorded before the
+-- new file is put in place: a publication killed in between only makes a later one replace
+-- more dates than it needs.
+CREATE TABLE IF NOT EXISTS core.published_dates (
+    generation     BIGINT NOT NULL,
+    business_date  DATE NOT NULL,
+    PRIMARY KEY (generation, business_date)
+);
