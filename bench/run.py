@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -52,6 +53,25 @@ elif stage == "publish":
 elif stage == "report":
     build_report(s, day, "bench")
 print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+
+
+HISTORY_DRIVER = r"""
+import sys
+from midoffice.config import settings_from
+from midoffice.contracts import ingest_order
+from midoffice.ingest import ingest_feed
+from midoffice.stages import validate_and_gate
+from midoffice.warehouse import build_warehouse
+from midoffice.publish import publish
+landing, home, dates = sys.argv[1], sys.argv[2], sys.argv[3:]
+s = settings_from(landing, home)
+for day in dates:
+    for f in ingest_order():
+        assert ingest_feed(s, day, f, "history")["status"] == "LOADED", (day, f)
+        assert validate_and_gate(s, day, f, "history")["gate"] == "PASS", (day, f)
+    build_warehouse(s, day, "history")
+    publish(s, day, "history")
 """
 
 
@@ -150,12 +170,16 @@ def one_date(trades: int, out: Path) -> dict:
     return result
 
 
-def history(trades: int, days: int, out: Path) -> dict:
+def history(trades: int, days: int, out: Path, reuse: bool = False, repeats: int = 3) -> dict:
     """Date 1 against date days+1 after `days` dates of history, same volume.
 
-    The history is made as a user makes it (`midoffice run` over the first `days` dates); then
-    date days+1 (in that home) and date 1 (in a fresh home) are timed stage by stage, each stage
-    in a fresh process, back to back so that both see the same machine.
+    The history is made by the stage functions the DAG tasks call (ingest, validate, build,
+    publish), date by date in one process: the same warehouse as `midoffice run` makes, in about
+    half its time (no Airflow task runner, no report). Then date days+1 (in that home) and date 1
+    (in a fresh home) are timed stage by stage, each stage in a fresh process, back to back so
+    that both see the same machine, `repeats` times (date N+1 is a rerun after the first round,
+    which costs the same: its partitions are replaced, the recon carries from date N); the best
+    time of each stage counts.
     """
     root = out / f"hist{trades}x{days}"
     landing = root / "landing"
@@ -163,15 +187,21 @@ def history(trades: int, days: int, out: Path) -> dict:
     dates = sorted(p.name for p in landing.iterdir() if p.is_dir())
     home, fresh = root / "home", root / "home_date1"
     os.environ["AIRFLOW_HOME"] = str(root / "airflow")
-    history_s, _ = timed_child([PY, "-m", "midoffice.cli", "run", "--landing", str(landing), "--home", str(home),
-                                "--from", dates[0], "--to", dates[-2]])
+    history_s = None
+    if not (reuse and (home / "warehouse" / "marts.duckdb").exists()):
+        shutil.rmtree(home, ignore_errors=True)
+        history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:-1]])
     times: dict[str, dict[str, float]] = {}
-    for label, d, h in (("last", dates[-1], home), ("first", dates[0], fresh)):
-        for stage in ["ingest", "validate", "build", "publish"]:
-            wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(h), d, stage])
-            times.setdefault(label, {})[stage] = round(wall, 2)
+    for _ in range(repeats):  # the best of a few rounds: the machine's noise is ~10% a stage
+        shutil.rmtree(fresh, ignore_errors=True)  # date 1 must be a first build, not a rerun
+        for label, d, h in (("last", dates[-1], home), ("first", dates[0], fresh)):
+            for stage in ["ingest", "validate", "build", "publish"]:
+                wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(h), d, stage])
+                best = times.setdefault(label, {}).get(stage, float("inf"))
+                times[label][stage] = round(min(best, wall), 2)
     first, last = round(sum(times["first"].values()), 2), round(sum(times["last"].values()), 2)
-    return {"trades_per_day": trades, "history_dates": days, "history_run_s": round(history_s, 1),
+    return {"trades_per_day": trades, "history_dates": days,
+            "history_run_s": round(history_s, 1) if history_s is not None else "reused",
             "date_1_s": first, f"date_{days + 1}_s": last, "ratio": round(last / first, 2),
             "date_1_stages": times["first"], f"date_{days + 1}_stages": times["last"]}
 
@@ -181,6 +211,8 @@ def main() -> None:
     p.add_argument("--trades", default="100000,1000000")
     p.add_argument("--history", type=int, default=0, help="also time date N+1 after N dates")
     p.add_argument("--out", default=str(REPO / "bench" / "out"))
+    p.add_argument("--reuse-history", action="store_true",
+                   help="keep a history made by an earlier run (date N+1 is then timed as a rerun)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +221,7 @@ def main() -> None:
     rows = []
     for trades in [int(x) for x in args.trades.split(",")]:
         if args.history:
-            r = history(trades, args.history, out)
+            r = history(trades, args.history, out, reuse=args.reuse_history)
         else:
             r = one_date(trades, out)
         r.update(machine)

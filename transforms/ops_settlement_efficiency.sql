@@ -20,11 +20,21 @@ bounds AS (
     FROM as_of
 ),
 
+due_in_window AS (
+    -- the settlements with a row due in the window: the latest row of any other is not due in it
+    -- (ranking only these keeps the work to the window's, not the lookback's, settlements)
+    SELECT DISTINCT s.settlement_id
+    FROM core.settlements s, bounds b
+    WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
+      AND s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
+),
+
 settlements_now AS (
     -- each settlement's latest delivered row
     SELECT s.*
     FROM core.settlements s, bounds b
     WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
+      AND s.settlement_id IN (SELECT settlement_id FROM due_in_window)
     QUALIFY row_number() OVER (PARTITION BY s.settlement_id ORDER BY s.business_date DESC) = 1
 ),
 
