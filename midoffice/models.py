@@ -35,6 +35,11 @@ class Model:
     # reads its own rows of the previous business date (getvariable('carry_from_date'), NULL when
     # they may be stale) to evaluate only what can have changed; its table is in warehouse/marts.sql
     carries_previous_date: bool = False
+    # built in chunks of its trades (hash(trade_id) % chunk_count = chunk, read through
+    # getvariable) when the date's partition of feed `chunk_feed` has more than chunk_rows records:
+    # the memory a chunk needs is a share of the date's, so a 10M-trade date fits the limit
+    chunk_feed: str | None = None
+    chunk_rows: int = 0
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -75,6 +80,8 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
             example=meta.get("example", ""),
             reads_models=tuple(meta.get("reads_models", [])),
             carries_previous_date=bool(meta.get("carries_previous_date", False)),
+            chunk_feed=(meta.get("chunks") or {}).get("feed"),
+            chunk_rows=int((meta.get("chunks") or {}).get("rows", 0)),
         ))
     return _dependency_order(models)
 

@@ -136,13 +136,29 @@ def _table_columns(con, schema: str, table: str, temp: bool = False) -> list[str
     return [c[0] for c in cols] or None
 
 
+def chunk_count(con, model: Model, business_date: str) -> int:
+    """How many chunks the model's date is built in: enough for chunk_rows records each."""
+    if not model.chunk_feed or model.chunk_rows <= 0:
+        return 1
+    records = con.execute(f"SELECT count(*) FROM core.{q(model.chunk_feed)} WHERE business_date = ?",
+                          [business_date]).fetchone()[0]
+    return max(1, -(-records // model.chunk_rows))
+
+
 def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: str) -> int:
     if model.own_run_id:
         select, params = f"SELECT *, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})", [loaded_at]
     else:
         select = f"SELECT *, CAST(? AS VARCHAR) AS run_id, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})"
         params = [run_id, loaded_at]
-    con.execute(f"CREATE TEMP TABLE {q('_new_' + model.name)} AS {select}", params)
+    chunks = chunk_count(con, model, business_date)
+    con.execute("SET VARIABLE chunk_count = ?", [chunks])
+    for chunk in range(chunks):
+        con.execute("SET VARIABLE chunk = ?", [chunk])
+        if chunk == 0:
+            con.execute(f"CREATE TEMP TABLE {q('_new_' + model.name)} AS {select}", params)
+        else:
+            con.execute(f"INSERT INTO {q('_new_' + model.name)} {select}", params)
     new_cols = _table_columns(con, "main", "_new_" + model.name, temp=True) or []
     documented = list(model.columns)
     if new_cols != documented:
@@ -266,15 +282,14 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         _replace_pipeline_runs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
         # The date's core partitions are committed before the marts are built: uncommitted, 10M
-        # trades a day held the memory the recon's window functions need (out of memory at
-        # 4 GB). Marts still change in one transaction; if it fails, the date's marts keep their
+        # trades a day held the memory the recon needs (out of memory at 4 GB). Marts still change in one transaction; if it fails, the date's marts keep their
         # previous rows beside the new core partitions, nothing is published, and the rerun
         # (the task's retry) builds it again from the core, which it replaces first anyway.
         con.execute("COMMIT")
         con.execute("BEGIN TRANSACTION")
         # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
-        # gives the same bits (byte-for-byte idempotent marts); one thread also keeps the recon's
-        # window functions within the memory limit at 10M trades a day (two ran out of it).
+        # gives the same bits (byte-for-byte idempotent marts); one thread also keeps the recon
+        # within the memory limit at 10M trades a day (two ran out of it; it is also chunked).
         # Loading the partitions above is order-free and keeps every thread.
         con.execute("SET threads = 1")
         problems: list[str] = []

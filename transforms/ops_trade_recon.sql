@@ -21,6 +21,10 @@
 -- same rows (tests/test_recon.py compares them date by date); the incremental one costs what
 -- the date's deliveries cost instead of the whole window's history (~10x less at 20 dates).
 --
+-- Chunks: a date with many trades is built in chunks of trades (the build sets chunk_count and
+-- chunk; yml `chunks`), each from its share of the events: every figure here is per trade, so
+-- the chunks' rows together are the date's rows (FX, per currency, is read whole by each chunk).
+--
 -- Business dates are weekdays. bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4)
 -- numbers them consecutively (a weekend day counts as the Friday before it), and
 -- DATE '1970-01-05' + 7 * (i // 5) + i % 5 turns a number back into its date.
@@ -42,7 +46,9 @@ bounds AS (
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start,
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 60) // 5) + (as_of_bd - 60) % 5 AS INTEGER) AS previous_lookback_start,
-        CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date
+        CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date,
+        coalesce(getvariable('chunk_count'), 1) AS chunk_count,
+        coalesce(getvariable('chunk'), 0) AS chunk
     FROM as_of
 ),
 
@@ -51,6 +57,7 @@ previous AS (
     SELECT p.* EXCLUDE (age_bucket, run_id, loaded_at)
     FROM main.ops_trade_recon p, bounds b
     WHERE p.as_of_date = b.carry_from_date
+      AND (b.chunk_count = 1 OR hash(p.trade_id) % b.chunk_count = b.chunk)
 ),
 
 touched AS (
@@ -76,38 +83,52 @@ touched AS (
     SELECT trade_id FROM previous WHERE status = 'AWAITING_BO'
 ),
 
+touched_in_chunk AS (
+    SELECT t.trade_id FROM touched t, bounds b
+    WHERE b.chunk_count = 1 OR hash(t.trade_id) % b.chunk_count = b.chunk
+),
+
 front_events AS (
+    -- the front rows delivered in the lookback (only the touched trades' when carrying), with
+    -- only what the status needs: kept narrow, as the work at 10M trades a day is memory-bound
     SELECT
         t.business_date AS delivered_on,
-        t.trade_id, t.version, t.event_type, t.trade_date, t.settle_date, t.book, t.instrument_id,
-        t.side, t.quantity, t.price, t.currency,
+        t.trade_id, t.version, t.event_type, t.trade_date, t.quantity, t.price,
         5 * (date_diff('day', DATE '1970-01-05', t.trade_date) // 7)
             + least(date_diff('day', DATE '1970-01-05', t.trade_date) % 7, 4) AS trade_bd
     FROM core.trades t, bounds b
     WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
-      AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched))
+      AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched_in_chunk))
+      AND (b.chunk_count = 1 OR hash(t.trade_id) % b.chunk_count = b.chunk)
 ),
 
 back_events AS (
     SELECT
         s.business_date AS delivered_on,
-        s.settlement_id, s.trade_id, s.trade_version, s.quantity, s.settlement_amount, s.currency,
-        s.intended_settle_date, s.actual_settle_date, s.status, s.settled_quantity, s.custodian
+        s.settlement_id, s.trade_id, s.trade_version, s.quantity, s.settlement_amount,
+        s.intended_settle_date, s.status
     FROM core.settlements s, bounds b
     WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
-      AND (b.carry_from_date IS NULL OR s.trade_id IN (SELECT trade_id FROM touched))
+      AND (b.carry_from_date IS NULL OR s.trade_id IN (SELECT trade_id FROM touched_in_chunk))
+      AND (b.chunk_count = 1 OR hash(s.trade_id) % b.chunk_count = b.chunk)
 ),
 
+-- "The row with the highest key" is arg_max(row, key) over a group throughout: a hash
+-- aggregate, which spills to disk, where a window (row_number() = 1) holds whole partitions.
+
 front_now AS (
-    SELECT *
+    -- each trade's current version: its highest, the latest delivered among equal versions
+    SELECT trade_id, arg_max(trade_date, (version, delivered_on)) AS trade_date
     FROM front_events
-    QUALIFY row_number() OVER (PARTITION BY trade_id ORDER BY version DESC, delivered_on DESC) = 1
+    GROUP BY trade_id
 ),
 
 back_now AS (
-    SELECT *
+    -- each settlement's latest delivered row
+    SELECT settlement_id,
+           arg_max({'trade_id': trade_id, 'intended_settle_date': intended_settle_date}, delivered_on) AS latest
     FROM back_events
-    QUALIFY row_number() OVER (PARTITION BY settlement_id ORDER BY delivered_on DESC) = 1
+    GROUP BY settlement_id
 ),
 
 trades_in_window AS (
@@ -117,10 +138,10 @@ trades_in_window AS (
 ),
 
 settlements_without_trade AS (
-    SELECT DISTINCT s.trade_id
+    SELECT DISTINCT s.latest.trade_id AS trade_id
     FROM back_now s, bounds b
-    WHERE s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
-      AND NOT EXISTS (SELECT 1 FROM front_events f WHERE f.trade_id = s.trade_id)
+    WHERE s.latest.intended_settle_date BETWEEN b.window_start AND b.as_of_date
+      AND NOT EXISTS (SELECT 1 FROM front_events f WHERE f.trade_id = s.latest.trade_id)
 ),
 
 candidates AS (
@@ -156,28 +177,40 @@ change_dates AS (
 
 front_at AS (
     -- the trade's highest version delivered up to each change date
-    SELECT d.trade_id, d.change_date, f.*  EXCLUDE (trade_id)
+    SELECT
+        d.trade_id,
+        d.change_date,
+        arg_max({'version': f.version, 'event_type': f.event_type, 'trade_bd': f.trade_bd,
+                 'quantity': f.quantity, 'price': f.price},
+                (f.version, f.delivered_on)) AS front
     FROM change_dates d
     JOIN front_events f ON f.trade_id = d.trade_id AND f.delivered_on <= d.change_date
-    QUALIFY row_number() OVER (PARTITION BY d.trade_id, d.change_date ORDER BY f.version DESC, f.delivered_on DESC) = 1
+    GROUP BY d.trade_id, d.change_date
 ),
 
 settlement_states_at AS (
     -- each settlement's latest row delivered up to each change date
-    SELECT d.trade_id, d.change_date, s.* EXCLUDE (trade_id)
+    SELECT
+        d.trade_id,
+        d.change_date,
+        s.settlement_id,
+        arg_max({'trade_version': s.trade_version, 'quantity': s.quantity,
+                 'settlement_amount': s.settlement_amount, 'intended_settle_date': s.intended_settle_date,
+                 'status': s.status, 'delivered_on': s.delivered_on},
+                s.delivered_on) AS state
     FROM change_dates d
     JOIN back_events s ON s.trade_id = d.trade_id AND s.delivered_on <= d.change_date
-    QUALIFY row_number() OVER (PARTITION BY d.trade_id, d.change_date, s.settlement_id ORDER BY s.delivered_on DESC) = 1
+    GROUP BY d.trade_id, d.change_date, s.settlement_id
 ),
 
 back_at AS (
     -- the trade's current settlement: the live one, else the latest cancelled one
-    SELECT *
+    SELECT
+        trade_id,
+        change_date,
+        arg_max(state, (state.status <> 'CANCELLED', state.delivered_on, settlement_id)) AS back
     FROM settlement_states_at
-    QUALIFY row_number() OVER (
-        PARTITION BY trade_id, change_date
-        ORDER BY (status <> 'CANCELLED') DESC, delivered_on DESC, settlement_id DESC
-    ) = 1
+    GROUP BY trade_id, change_date
 ),
 
 sides_at AS (
@@ -186,19 +219,17 @@ sides_at AS (
         d.change_date,
         5 * (date_diff('day', DATE '1970-01-05', d.change_date) // 7)
             + least(date_diff('day', DATE '1970-01-05', d.change_date) % 7, 4) AS change_bd,
-        f.version AS front_version,
-        f.event_type AS front_event_type,
-        f.trade_date,
-        f.trade_bd,
-        f.quantity AS front_quantity,
-        f.quantity * f.price AS front_amount,
-        f.trade_id IS NOT NULL AND f.event_type <> 'CANCEL' AS front_live,
-        f.trade_id IS NOT NULL AND f.event_type = 'CANCEL' AS front_cancelled,
-        s.trade_version AS back_version,
-        s.quantity AS back_quantity,
-        s.settlement_amount AS back_amount,
-        s.intended_settle_date,
-        s.trade_id IS NOT NULL AND s.status <> 'CANCELLED' AS back_live,
+        f.front.version AS front_version,
+        f.front.trade_bd AS trade_bd,
+        f.front.quantity AS front_quantity,
+        f.front.quantity * f.front.price AS front_amount,
+        f.trade_id IS NOT NULL AND f.front.event_type <> 'CANCEL' AS front_live,
+        f.trade_id IS NOT NULL AND f.front.event_type = 'CANCEL' AS front_cancelled,
+        s.back.trade_version AS back_version,
+        s.back.quantity AS back_quantity,
+        s.back.settlement_amount AS back_amount,
+        s.back.intended_settle_date AS intended_settle_date,
+        s.trade_id IS NOT NULL AND s.back.status <> 'CANCELLED' AS back_live,
         s.trade_id IS NOT NULL AS back_known
     FROM change_dates d
     LEFT JOIN front_at f ON f.trade_id = d.trade_id AND f.change_date = d.change_date
@@ -264,11 +295,45 @@ today AS (
 ),
 
 front_today AS (
-    SELECT * FROM front_at WHERE change_date = getvariable('as_of_date')
+    -- the current front row of the date's recon trades, every column
+    SELECT trade_id, unnest(front)
+    FROM (
+        SELECT
+            t.trade_id,
+            arg_max({'book': t.book, 'instrument_id': t.instrument_id, 'side': t.side,
+                     'trade_date': t.trade_date, 'settle_date': t.settle_date, 'version': t.version,
+                     'event_type': t.event_type, 'quantity': t.quantity, 'price': t.price,
+                     'currency': t.currency},
+                    (t.version, t.business_date)) AS front
+        FROM core.trades t, bounds b
+        WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
+          AND t.trade_id IN (SELECT trade_id FROM today)
+        GROUP BY t.trade_id
+    )
 ),
 
 back_today AS (
-    SELECT * FROM back_at WHERE change_date = getvariable('as_of_date')
+    -- the current settlement of the date's recon trades, every column: each settlement's latest
+    -- row, then the live one, else the latest cancelled one (as in back_at)
+    SELECT trade_id, unnest(back)
+    FROM (
+        SELECT trade_id, arg_max(state, (state.status <> 'CANCELLED', state.delivered_on, state.settlement_id)) AS back
+        FROM (
+            SELECT
+                s.trade_id,
+                arg_max({'settlement_id': s.settlement_id, 'status': s.status,
+                         'trade_version': s.trade_version, 'quantity': s.quantity,
+                         'settlement_amount': s.settlement_amount, 'currency': s.currency,
+                         'intended_settle_date': s.intended_settle_date, 'custodian': s.custodian,
+                         'delivered_on': s.business_date},
+                        s.business_date) AS state
+            FROM core.settlements s, bounds b
+            WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
+              AND s.trade_id IN (SELECT trade_id FROM today)
+            GROUP BY s.trade_id, s.settlement_id
+        )
+        GROUP BY trade_id
+    )
 ),
 
 fx AS (
@@ -338,7 +403,7 @@ carried AS (
     FROM previous p
     CROSS JOIN bounds b
     LEFT JOIN fx ON fx.currency = coalesce(p.front_currency, p.back_currency)
-    WHERE p.trade_id NOT IN (SELECT trade_id FROM touched)
+    WHERE p.trade_id NOT IN (SELECT trade_id FROM touched_in_chunk)
       AND CASE
               WHEN p.front_version IS NOT NULL THEN
                   5 * (date_diff('day', DATE '1970-01-05', p.trade_date) // 7)
