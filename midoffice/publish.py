@@ -112,19 +112,15 @@ def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
 def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]) -> tuple[str, list[str]]:
     """Attach as pub the file the new publication starts from; how ('previous', 'copy' or
     'whole') and the dates it must replace (every mart when whole)."""
-    previous, target = _previous_db(settings), settings.published_db
-    if previous.exists():
-        os.replace(previous, staging)
-        generation = _open_as_base(con, staging, models)
-        if generation is not None:
-            return "previous", _dates_since(con, generation)
-        staging.unlink()
-    if target.exists():
-        shutil.copyfile(target, staging)
-        generation = _open_as_base(con, staging, models)
-        if generation is not None:
-            return "copy", _dates_since(con, generation)
-        staging.unlink()
+    # the previous file is taken (renamed: nobody reaches it by name any more), the current copied
+    for mode, source, take in (("previous", _previous_db(settings), os.replace),
+                               ("copy", settings.published_db, shutil.copyfile)):
+        if source.exists():
+            take(source, staging)
+            generation = _open_as_base(con, staging, models)
+            if generation is not None:
+                return mode, _dates_since(con, generation)
+            staging.unlink()
     con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
     return "whole", []
 
