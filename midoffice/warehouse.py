@@ -77,6 +77,9 @@ def carry_from_date(con, model: Model, business_date: str) -> str | None:
 
 
 def _record_mart_build(con, model: Model, business_date: str, built: bool) -> None:
+    """For a model that carries its previous date: which loads its rows of the date have seen."""
+    if not model.carries_previous_date:
+        return
     con.execute("DELETE FROM core.mart_builds WHERE mart = ? AND business_date = ?", [model.name, business_date])
     if built:
         con.execute("INSERT INTO core.mart_builds SELECT ?, ?, (SELECT coalesce(max(load_seq), 0) "
@@ -282,9 +285,10 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         _replace_pipeline_runs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
         # The date's core partitions are committed before the marts are built: uncommitted, 10M
-        # trades a day held the memory the recon needs (out of memory at 4 GB). Marts still change in one transaction; if it fails, the date's marts keep their
-        # previous rows beside the new core partitions, nothing is published, and the rerun
-        # (the task's retry) builds it again from the core, which it replaces first anyway.
+        # trades a day held the memory the recon needs (out of memory at 4 GB). Marts still
+        # change in one transaction; if it fails, the date's marts keep their previous rows
+        # beside the new core partitions, nothing is published, and the rerun (the task's
+        # retry) builds it again from the core, which it replaces first anyway.
         con.execute("COMMIT")
         con.execute("BEGIN TRANSACTION")
         # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
@@ -301,15 +305,13 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
                 con.execute("INSERT INTO core.build_log VALUES (?, ?, 'SKIPPED', ?, NULL, ?)",
                             [business_date, model.name, skipped[model.name], run_id])
                 _ensure_table(con, model)  # the models that read it (reads_models) still bind
-                if model.carries_previous_date:
-                    _record_mart_build(con, model, business_date, built=False)
+                _record_mart_build(con, model, business_date, built=False)
                 continue
             if model.carries_previous_date:
                 con.execute("SET VARIABLE carry_from_date = CAST(? AS DATE)",
                             [carry_from_date(con, model, business_date)])
             built[model.name] = _build_model(con, model, business_date, run_id, started_at.rstrip("Z"))
-            if model.carries_previous_date:
-                _record_mart_build(con, model, business_date, built=True)
+            _record_mart_build(con, model, business_date, built=True)
             con.execute("INSERT INTO core.build_log VALUES (?, ?, 'BUILT', NULL, ?, ?)",
                         [business_date, model.name, built[model.name], run_id])
             problems += _audit_model(con, model, business_date)

@@ -272,11 +272,10 @@ def check_incremental_equals_full(settings, dates: list[str]) -> None:
             assert n > 0, d
             for chunks in (1, 3):
                 con.execute(f"SET VARIABLE chunk_count = {chunks}")
-                con.execute("DROP TABLE IF EXISTS full_recon")
                 for chunk in range(chunks):
                     con.execute(f"SET VARIABLE chunk = {chunk}")
-                    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS full_recon AS {sql} LIMIT 0")
-                    con.execute(f"INSERT INTO full_recon {sql}")
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE full_recon AS {sql}" if chunk == 0
+                                else f"INSERT INTO full_recon {sql}")
                 only_built, only_full = con.execute(
                     f"SELECT (SELECT count(*) FROM ({built} EXCEPT ALL SELECT * FROM full_recon)), "
                     f"(SELECT count(*) FROM (SELECT * FROM full_recon EXCEPT ALL {built}))").fetchone()
