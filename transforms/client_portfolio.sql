@@ -2,7 +2,7 @@
 -- the custodians report, against the concentration its risk profile allows (CLIENT_HHI_MAX).
 -- Market values as in risk_exposure: quantity × latest close × fx, summed over custodians.
 WITH holdings AS (
-    SELECT holder_id AS client_id, instrument_id, sum(quantity) AS quantity
+    SELECT holder_id AS client_id, instrument_id, CAST(sum(CAST(quantity AS DECIMAL(38, 12))) AS DOUBLE) AS quantity
     FROM core.positions
     WHERE business_date = getvariable('as_of_date') AND holder_type = 'CLIENT'
     GROUP BY ALL

@@ -2,8 +2,8 @@
 -- mart has no rows for the date is null (never a misleading zero).
 WITH firm_exposure AS (
     SELECT
-        fsum(abs(market_value_usd)) AS firm_gross_exposure_usd,
-        fsum(market_value_usd) AS firm_net_exposure_usd
+        CAST(sum(CAST(abs(market_value_usd) AS DECIMAL(38, 12))) AS DOUBLE) AS firm_gross_exposure_usd,
+        CAST(sum(CAST(market_value_usd AS DECIMAL(38, 12))) AS DOUBLE) AS firm_net_exposure_usd
     FROM main.risk_exposure
     WHERE as_of_date = getvariable('as_of_date') AND holder_type = 'BOOK'
 ),
@@ -37,7 +37,7 @@ settlement AS (
     SELECT
         CAST(sum(due) AS BIGINT) AS settlements_due,
         sum(settled_on_time) / sum(due) AS settlement_efficiency,
-        fsum(settled_on_time_amount_usd) / fsum(due_amount_usd) AS settlement_efficiency_value
+        CAST(sum(CAST(settled_on_time_amount_usd AS DECIMAL(38, 12))) / sum(CAST(due_amount_usd AS DECIMAL(38, 12))) AS DOUBLE) AS settlement_efficiency_value
     FROM main.ops_settlement_efficiency
     WHERE as_of_date = getvariable('as_of_date')
 ),

@@ -13,7 +13,7 @@ WITH recon AS (
 ),
 
 by_status_and_age AS (
-    SELECT as_of_date, book, status, age_bucket, count(*) AS trades, fsum(notional_usd) AS notional_usd
+    SELECT as_of_date, book, status, age_bucket, count(*) AS trades, CAST(sum(CAST(notional_usd AS DECIMAL(38, 12))) AS DOUBLE) AS notional_usd
     FROM recon
     GROUP BY ALL
 ),

@@ -68,8 +68,8 @@ by_date_custodian_currency AS (
         count(*) FILTER (WHERE status = 'FAILED') AS failed,
         count(*) FILTER (WHERE status = 'PARTIAL') AS partial,
         count(*) FILTER (WHERE status = 'PENDING') AS pending,
-        fsum(settlement_amount) AS due_amount,
-        coalesce(fsum(settlement_amount) FILTER (WHERE on_time), 0) AS settled_on_time_amount,
+        CAST(sum(CAST(settlement_amount AS DECIMAL(38, 12))) AS DOUBLE) AS due_amount,
+        coalesce(CAST(sum(CAST(settlement_amount AS DECIMAL(38, 12))) FILTER (WHERE on_time) AS DOUBLE), 0) AS settled_on_time_amount,
         avg(days_past_due) FILTER (WHERE status = 'FAILED') AS avg_fail_age_bd
     FROM due
     GROUP BY ALL

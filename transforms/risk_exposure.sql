@@ -2,7 +2,7 @@
 -- A holder's position in an instrument is summed over custodians. Prices and fx are the latest
 -- close on or before the date (price_date says which), reference data the latest delivery.
 WITH positions AS (
-    SELECT holder_type, holder_id, instrument_id, sum(quantity) AS quantity
+    SELECT holder_type, holder_id, instrument_id, CAST(sum(CAST(quantity AS DECIMAL(38, 12))) AS DOUBLE) AS quantity
     FROM core.positions
     WHERE business_date = getvariable('as_of_date')
     GROUP BY ALL

@@ -1,0 +1,92 @@
+"""The marts are built on every DuckDB thread, so every mart must give the same rows, bit for bit,
+whatever the order in which threads combine partial results (ARCHITECTURE: a rerun gives the same
+checksums).
+
+On the sample's small tables DuckDB would not split the work at all, so the parallel evaluations
+run under `PRAGMA verify_parallelism`, which splits every pipeline into many small tasks: a DOUBLE
+`sum`/`fsum` over a group, or a tie in an order, then gives different bits from run to run (checked
+below on a control query, so that this test cannot pass by not running in parallel).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+from midoffice.config import settings_from
+from midoffice.models import load_models
+from midoffice.pseudonym import register, resolve_key
+from midoffice.warehouse import carry_from_date
+
+
+def _evaluate_models(db, settings, business_date: str, threads: int, split: bool) -> dict[str, int]:
+    """Every model's rows for the date into temp tables `_eval_<model>`; their row counts."""
+    con = duckdb.connect(str(db), config={"threads": threads})
+    try:
+        if split:
+            con.execute("PRAGMA verify_parallelism")
+        register(con, resolve_key(settings)[0])
+        for name, value in [("as_of_date", f"DATE '{business_date}'"), ("reporting_currency", "'USD'"),
+                            ("var_scenarios", str(settings.var_scenarios)), ("chunk_count", "1"), ("chunk", "0"),
+                            ("quarantine_threshold", str(settings.quarantine_threshold))]:
+            con.execute(f"SET VARIABLE {name} = {value}")
+        counts = {}
+        for model in load_models():
+            if model.carries_previous_date:
+                con.execute("SET VARIABLE carry_from_date = CAST(? AS DATE)",
+                            [carry_from_date(con, model, business_date)])
+            con.execute(f"CREATE TABLE _eval_{model.name}_{threads}_{int(split)} AS {model.sql}")
+            counts[model.name] = con.execute(
+                f"SELECT count(*) FROM _eval_{model.name}_{threads}_{int(split)}").fetchone()[0]
+        return counts
+    finally:
+        con.close()
+
+
+def _differing_rows(db, a: str, b: str) -> int:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(f"SELECT (SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})) + "
+                           f"(SELECT count(*) FROM (FROM {b} EXCEPT ALL FROM {a}))").fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def evaluated(sample_run, tmp_path_factory):
+    settings = settings_from(sample_run["landing"], sample_run["home"])
+    db = tmp_path_factory.mktemp("parallel") / "build.duckdb"
+    shutil.copy(settings.build_db, db)
+    day = sample_run["dates"][-1]
+    counts = _evaluate_models(db, settings, day, threads=1, split=False)
+    for round_ in range(2):
+        assert _evaluate_models(db, settings, day, threads=4, split=True) == counts
+        con = duckdb.connect(str(db))  # keep each round's tables under their own names
+        for name in counts:
+            con.execute(f"ALTER TABLE _eval_{name}_4_1 RENAME TO _eval_{name}_4_1_r{round_}")
+        con.close()
+    return db, counts
+
+
+def test_the_control_query_differs_when_split():
+    """verify_parallelism really splits: a DOUBLE sum over groups changes bits between runs."""
+    con = duckdb.connect(config={"threads": 4})
+    con.execute("PRAGMA verify_parallelism")
+    con.execute("CREATE TABLE t AS SELECT range % 3 AS k, ((range * 7919) % 1000003) / 7.0 AS v FROM range(5000)")
+    results = {repr(con.execute("SELECT k, sum(v) FROM t GROUP BY k ORDER BY k").fetchall()) for _ in range(8)}
+    con.close()
+    assert len(results) > 1
+
+
+def test_every_mart_gives_the_same_rows_on_any_number_of_threads(evaluated):
+    db, counts = evaluated
+    assert counts["ops_trade_recon"] > 0 and counts["risk_exposure"] > 0
+    differing = {}
+    for name in counts:
+        for r in (0, 1):
+            n = _differing_rows(db, f"_eval_{name}_1_0", f"_eval_{name}_4_1_r{r}")
+            if n:
+                differing[name] = n
+    assert differing == {}, f"marts whose rows depend on the threads' order: {differing}"
