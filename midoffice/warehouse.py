@@ -149,20 +149,14 @@ def chunk_count(con, model: Model, business_date: str) -> int:
 
 
 def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: str) -> int:
+    """Replace the model's rows of the date with the query's, straight into its table (chunk by
+    chunk for a large date); the caller's transaction makes the replacement atomic."""
     if model.own_run_id:
         select, params = f"SELECT *, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})", [loaded_at]
     else:
         select = f"SELECT *, CAST(? AS VARCHAR) AS run_id, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})"
         params = [run_id, loaded_at]
-    chunks = chunk_count(con, model, business_date)
-    con.execute("SET VARIABLE chunk_count = ?", [chunks])
-    for chunk in range(chunks):
-        con.execute("SET VARIABLE chunk = ?", [chunk])
-        if chunk == 0:
-            con.execute(f"CREATE TEMP TABLE {q('_new_' + model.name)} AS {select}", params)
-        else:
-            con.execute(f"INSERT INTO {q('_new_' + model.name)} {select}", params)
-    new_cols = _table_columns(con, "main", "_new_" + model.name, temp=True) or []
+    new_cols = con.sql(model.sql).columns + list(model.lineage)  # bound, not run
     documented = list(model.columns)
     if new_cols != documented:
         raise AuditError(
@@ -171,16 +165,21 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
         )
     existing = _table_columns(con, "main", model.name)
     if existing is None:
-        con.execute(f"CREATE TABLE main.{q(model.name)} AS SELECT * FROM {q('_new_' + model.name)} WHERE false")
+        con.execute(f"CREATE TABLE main.{q(model.name)} AS SELECT * FROM ({select}) WHERE false", params)
     elif existing != new_cols:
         raise AuditError(
             f"{model.name}: the published table has columns {existing}, the model now gives {new_cols}; "
             "rebuild the warehouse (midoffice run over the whole range with a fresh --home)"
         )
     con.execute(f"DELETE FROM main.{q(model.name)} WHERE {q(model.partition)} = ?", [business_date])
-    con.execute(f"INSERT INTO main.{q(model.name)} SELECT * FROM {q('_new_' + model.name)}")
-    rows = con.execute(f"SELECT count(*) FROM {q('_new_' + model.name)}").fetchone()[0]
-    con.execute(f"DROP TABLE {q('_new_' + model.name)}")
+    # Deleting first is safe: a model reads its own table only for earlier dates (the recon's
+    # previous business date), never the date it replaces.
+    chunks = chunk_count(con, model, business_date)
+    con.execute("SET VARIABLE chunk_count = ?", [chunks])
+    rows = 0
+    for chunk in range(chunks):
+        con.execute("SET VARIABLE chunk = ?", [chunk])
+        rows += con.execute(f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0]
     return rows
 
 
@@ -290,12 +289,10 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         # beside the new core partitions, nothing is published, and the rerun (the task's
         # retry) builds it again from the core, which it replaces first anyway.
         con.execute("COMMIT")
+        # The marts run on every thread: their sums over groups are DECIMAL (exact), so the
+        # order in which threads combine partial results changes no bit and a rerun gives the
+        # same rows (tests/test_parallel_marts.py).
         con.execute("BEGIN TRANSACTION")
-        # One thread for the marts: DOUBLE sums then add up in one order every time, so a rerun
-        # gives the same bits (byte-for-byte idempotent marts); one thread also keeps the recon
-        # within the memory limit at 10M trades a day (two ran out of it; it is also chunked).
-        # Loading the partitions above is order-free and keeps every thread.
-        con.execute("SET threads = 1")
         problems: list[str] = []
         for model in load_models():
             failed = [f for f in model.depends_on_feeds if gates[f]["gate"] != "PASS"]
