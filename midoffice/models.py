@@ -36,8 +36,9 @@ class Model:
     # they may be stale) to evaluate only what can have changed; its table is in warehouse/marts.sql
     carries_previous_date: bool = False
     # built in chunks of its trades (hash(trade_id) % chunk_count = chunk, read through
-    # getvariable) when the date's partition of feed `chunk_feed` has more than chunk_rows records:
-    # the memory a chunk needs is a share of the date's, so a 10M-trade date fits the limit
+    # getvariable) so that no thread holds more than chunk_rows records of feed `chunk_feed` at a
+    # time: the memory a chunk needs is a share of the date's, so a 10M-trade date fits the limit
+    # (warehouse.build_plan)
     chunk_feed: str | None = None
     chunk_rows: int = 0
 

@@ -139,13 +139,18 @@ def _table_columns(con, schema: str, table: str, temp: bool = False) -> list[str
     return [c[0] for c in cols] or None
 
 
-def chunk_count(con, model: Model, business_date: str) -> int:
-    """How many chunks the model's date is built in: enough for chunk_rows records each."""
+def build_plan(con, model: Model, business_date: str, threads: int) -> tuple[int, int]:
+    """(chunks, threads) for the model's date. A chunked model holds at most chunk_rows records
+    of its feed per thread at a time: enough chunks for chunk_rows records each, and as many
+    threads as that leaves room for (each thread's hash tables take their own memory). 10M
+    trades a day: 4 chunks on one thread; 1M: one chunk on two threads."""
     if not model.chunk_feed or model.chunk_rows <= 0:
-        return 1
+        return 1, threads
     records = con.execute(f"SELECT count(*) FROM core.{q(model.chunk_feed)} WHERE business_date = ?",
                           [business_date]).fetchone()[0]
-    return max(1, -(-records // model.chunk_rows))
+    chunks = max(1, -(-records // model.chunk_rows))
+    per_chunk = max(1, -(-records // chunks))
+    return chunks, max(1, min(threads, model.chunk_rows // per_chunk))
 
 
 def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: str) -> int:
@@ -174,12 +179,17 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
     con.execute(f"DELETE FROM main.{q(model.name)} WHERE {q(model.partition)} = ?", [business_date])
     # Deleting first is safe: a model reads its own table only for earlier dates (the recon's
     # previous business date), never the date it replaces.
-    chunks = chunk_count(con, model, business_date)
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    chunks, model_threads = build_plan(con, model, business_date, threads)
     con.execute("SET VARIABLE chunk_count = ?", [chunks])
+    con.execute(f"SET threads = {model_threads}")
     rows = 0
-    for chunk in range(chunks):
-        con.execute("SET VARIABLE chunk = ?", [chunk])
-        rows += con.execute(f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0]
+    try:
+        for chunk in range(chunks):
+            con.execute("SET VARIABLE chunk = ?", [chunk])
+            rows += con.execute(f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0]
+    finally:
+        con.execute(f"SET threads = {threads}")
     return rows
 
 

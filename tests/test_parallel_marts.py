@@ -90,3 +90,23 @@ def test_every_mart_gives_the_same_rows_on_any_number_of_threads(evaluated):
             if n:
                 differing[name] = n
     assert differing == {}, f"marts whose rows depend on the threads' order: {differing}"
+
+
+@pytest.mark.parametrize("records, expected", [
+    (0, (1, 2)), (1_000, (1, 2)), (1_250, (1, 2)),   # one chunk, half the chunk size or less: two threads
+    (1_251, (1, 1)), (2_500, (1, 1)),                 # one chunk, more than half: one thread
+    (2_501, (2, 1)), (10_000, (4, 1)),                # chunked: a chunk's worth per thread
+])
+def test_build_plan_keeps_a_threads_share_within_the_chunk_size(records, expected):
+    from dataclasses import replace
+
+    from midoffice.warehouse import build_plan
+
+    recon = next(m for m in load_models() if m.name == "ops_trade_recon")
+    model = replace(recon, chunk_rows=2_500)
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA core")
+    con.execute(f"CREATE TABLE core.{model.chunk_feed} AS SELECT DATE '2026-01-05' AS business_date "
+                f"FROM range({records})")
+    assert build_plan(con, model, "2026-01-05", threads=2) == expected
+    assert build_plan(con, model, "2026-01-06", threads=2) == (1, 2)  # no records that date
