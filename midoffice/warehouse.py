@@ -129,8 +129,8 @@ def _replace_pipeline_runs(con, settings: Settings, business_date: str) -> None:
         con.executemany("INSERT INTO core.pipeline_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _table_columns(con, schema: str, table: str, temp: bool = False) -> list[str] | None:
-    database = "temp" if temp else con.execute("SELECT current_database()").fetchone()[0]
+def _table_columns(con, schema: str, table: str) -> list[str] | None:
+    database = con.execute("SELECT current_database()").fetchone()[0]
     cols = con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
         "AND table_name = ? ORDER BY column_index",

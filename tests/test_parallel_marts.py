@@ -22,7 +22,9 @@ from midoffice.warehouse import carry_from_date
 
 
 def _evaluate_models(db, settings, business_date: str, threads: int, split: bool) -> dict[str, int]:
-    """Every model's rows for the date into temp tables `_eval_<model>`; their row counts."""
+    """Every model's rows for the date into tables `_eval_<model>_<threads>_<split>`; their row
+    counts. Each model reads the marts as the sample run built them, so both ways see the same
+    inputs."""
     con = duckdb.connect(str(db), config={"threads": threads})
     try:
         if split:
