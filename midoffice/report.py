@@ -10,7 +10,9 @@ tie any number on the page back to the warehouse.
 Each section reads the marts it needs and says "not available" when one is not published (or
 has no rows for the date, with the build's reason when the build kept it), so the pack works
 with whatever the warehouse holds and grows as marts are added. Output for a date is a pure
-function of the published warehouse: rebuilding it gives the same bytes.
+function of the published warehouse: rebuilding it gives the same bytes. That is why sums of
+DOUBLE columns here are DECIMAL, as in the marts: a mart's rows may be scanned by several
+threads, and a DOUBLE sum's last bits depend on the order in which they combine.
 """
 
 from __future__ import annotations
@@ -429,12 +431,14 @@ TILES = [
     Tile("firm_gross_exposure_usd", "Firm gross exposure (USD)", fmt_usd, [
         _kpi("firm_gross_exposure_usd"),
         TileSource("risk_exposure", "market_value_usd", "as_of_date",
-                   "SELECT sum(abs(market_value_usd)) FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK'",
+                   "SELECT CAST(sum(CAST(abs(market_value_usd) AS DECIMAL(38, 12))) AS DOUBLE) "
+                   "FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK'",
                    "Σ|·| of BOOK holdings")]),
     Tile("firm_net_exposure_usd", "Firm net exposure (USD)", fmt_usd, [
         _kpi("firm_net_exposure_usd"),
         TileSource("risk_exposure", "market_value_usd", "as_of_date",
-                   "SELECT sum(market_value_usd) FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK'",
+                   "SELECT CAST(sum(CAST(market_value_usd AS DECIMAL(38, 12))) AS DOUBLE) "
+                   "FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK'",
                    "Σ of BOOK holdings")]),
     Tile("firm_var_99_usd", "Firm VaR 99 % (USD)", fmt_usd, [
         _kpi("firm_var_99_usd"),
@@ -628,7 +632,9 @@ def section_exposure(p: Pack) -> str:
                 _source("risk_concentration.gross_usd", "risk_concentration.net_usd", note=f"dimension = {dim}"), title))
     elif not p.missing("risk_exposure", "holder_type", "holder_id", "asset_class", "market_value_usd"):
         for key, title in (("asset_class", "By asset class"), ("holder_id", "By book")):
-            rows = p.rows(f"SELECT coalesce({q(key)}, 'UNKNOWN'), sum(abs(market_value_usd)), sum(market_value_usd) "
+            rows = p.rows(f"SELECT coalesce({q(key)}, 'UNKNOWN'), "
+                          "CAST(sum(CAST(abs(market_value_usd) AS DECIMAL(38, 12))) AS DOUBLE), "
+                          "CAST(sum(CAST(market_value_usd AS DECIMAL(38, 12))) AS DOUBLE) "
                           "FROM risk_exposure WHERE as_of_date = ? AND holder_type = 'BOOK' GROUP BY 1 "
                           "ORDER BY 2 DESC, 1", [p.d])
             bars = [Bar(m, (g, n)) for m, g, n in rows]
@@ -743,8 +749,9 @@ def section_recon(p: Pack, tgts: dict) -> str:
                     "match_rate", "book_trades")
     if why:
         return _section("recon", "Front-to-back reconciliation", _not_available(why))
-    rows = p.rows("SELECT age_bucket, status, sum(trades), sum(notional_usd) FROM ops_recon_summary "
-                  "WHERE as_of_date = ? AND is_break GROUP BY ALL", [p.d])
+    rows = p.rows("SELECT age_bucket, status, sum(trades), "
+                  "CAST(sum(CAST(notional_usd AS DECIMAL(38, 12))) AS DOUBLE) FROM ops_recon_summary "
+                  "WHERE as_of_date = ? AND is_break GROUP BY ALL ORDER BY 1, 2", [p.d])  # summed below in this order
     books = p.rows("SELECT book, any_value(match_rate), any_value(book_trades), "
                    "sum(trades) FILTER (WHERE is_break) FROM ops_recon_summary WHERE as_of_date = ? "
                    "GROUP BY book ORDER BY 2, 1", [p.d])
@@ -782,7 +789,8 @@ def section_settlement(p: Pack, tgts: dict) -> str:
     if why:
         return _section("settlement", "Settlement efficiency", _not_available(why))
     by_date = p.rows("SELECT CAST(intended_settle_date AS VARCHAR), sum(settled_on_time) / nullif(sum(due), 0), "
-                     "sum(settled_on_time_amount_usd) / nullif(sum(due_amount_usd), 0), sum(due), sum(failed) "
+                     "CAST(sum(CAST(settled_on_time_amount_usd AS DECIMAL(38, 12))) / "
+                     "nullif(sum(CAST(due_amount_usd AS DECIMAL(38, 12))), 0) AS DOUBLE), sum(due), sum(failed) "
                      "FROM ops_settlement_efficiency WHERE as_of_date = ? GROUP BY 1 ORDER BY 1", [p.d])
     if not by_date:
         return _section("settlement", "Settlement efficiency",
@@ -816,7 +824,8 @@ def section_clients(p: Pack, tgts: dict) -> str:
     if why:
         figs.append(_figure(_not_available(why), "", "Client mix"))
     else:
-        seg = p.rows("SELECT segment, sum(clients_active), sum(aum_usd) FROM client_stats WHERE as_of_date = ? "
+        seg = p.rows("SELECT segment, sum(clients_active), CAST(sum(CAST(aum_usd AS DECIMAL(38, 12))) AS DOUBLE) "
+                     "FROM client_stats WHERE as_of_date = ? "
                      "GROUP BY 1 ORDER BY 1", [p.d])
         total = sum(r[1] or 0 for r in seg) or None
         bars = []
