@@ -41,7 +41,8 @@ Tasks:
    lists the feed and its file is there, at most `wait_seconds` (conf, default
    `$MIDOFFICE_WAIT_SECONDS`, else 0). A feed that does not come in time is skipped here and
    reported by ingest as missing: late, not bad data.
-2. `ingest_<feed>`: manifest checks (file present, sha256, record count), explicit-schema read,
+2. `ingest_<feed>` (runs after a skipped wait, not after a failed claim or a failed upstream
+   feed): manifest checks (file present, sha256, record count), explicit-schema read,
    staged Parquet partition and quarantine with a reason for every rejected record.
 3. `validate_<feed>`: the feed's Great Expectations suite (`expectations/<feed>.json`) on the
    loaded records, then the gate (PASS/FAIL). A FAIL fails the task (no retry: bad data does not
@@ -114,13 +115,17 @@ with DAG(
             raise AirflowSkipException(f"{day} {feed}: not delivered in time; ingest reports it missing")
         return PokeReturnValue(is_done=False)
 
-    @task(task_id="ingest", trigger_rule=TriggerRule.ALL_DONE)
+    # none_failed: a late file (its wait skipped) is still ingested and reported missing, but a
+    # failed claim or a failed upstream feed stops the feed (it is not built from a run that does
+    # not hold the date, nor checked against reference data that did not load).
+    # multiple_outputs=False: the result is one XCom, not one per key (each is an API call).
+    @task(task_id="ingest", trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
     def ingest(feed: str, **context) -> dict:
         from midoffice.ingest import ingest_feed
 
         return ingest_feed(settings(context), business_date(context), feed, context["run_id"])
 
-    @task(task_id="validate", retries=0)
+    @task(task_id="validate", retries=0, multiple_outputs=False)
     def validate(feed: str, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -131,7 +136,7 @@ with DAG(
             raise AirflowFailException(gate["reason"])
         return gate
 
-    @task(task_id="decided", trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    @task(task_id="decided", trigger_rule=TriggerRule.ALL_DONE, retries=0, multiple_outputs=False)
     def gate_decided(feed: str, **context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -61,25 +61,25 @@ with DAG(
     tags=["midoffice"],
 ) as dag:
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(pool=WAREHOUSE_POOL, multiple_outputs=False)
     def build_warehouse(**context) -> dict:
         from midoffice.warehouse import build_warehouse as build
 
         return build(settings(context), business_date(context), context["run_id"])
 
-    @task(pool=WAREHOUSE_POOL)
+    @task(pool=WAREHOUSE_POOL, multiple_outputs=False)
     def publish(**context) -> dict:
         from midoffice.publish import publish as publish_marts
 
         return publish_marts(settings(context), business_date(context), context["run_id"])
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def report(**context) -> dict:
         from midoffice.report import build_report
 
         return build_report(settings(context), business_date(context), context["run_id"])
 
-    @task
+    @task(multiple_outputs=False)
     def notify(**context) -> dict:
         from midoffice.alerts import notify as send_new_alerts
 

@@ -231,3 +231,21 @@ def test_file_level_failures_fail_their_feed_only_and_keep_the_published_marts(t
     finally:
         con.close()
     assert mart_rows(home, "risk_exposure") == exposure_before
+
+
+def test_a_run_that_cannot_claim_its_date_ingests_nothing(tmp_path, airflow_home):
+    """If the `business_date` task fails (here: the hand-over record cannot be written), no feed
+    is ingested and no gate is decided for that run: its date is not built from a run that did
+    not claim it. (A failed claim once let a scheduled run ingest a date nobody delivered.)"""
+    landing = generate_landing(tmp_path / "landing", "2026-03-02", 1, 200, seed=3)
+    home = tmp_path / "home"
+    handover = home / "lake" / "control" / "handover"
+    handover.parent.mkdir(parents=True)
+    handover.write_text("not a folder\n")  # hand_over() cannot create its marker under it
+
+    [outcome] = run_pipeline(landing, home, ["2026-03-02"])
+    assert not outcome.ok
+    assert "midoffice_ingest.business_date" in outcome.failed_tasks
+    assert not (home / "lake" / "staged").exists() or not any((home / "lake" / "staged").rglob("*.parquet"))
+    assert not (home / "lake" / "control" / "gate").exists()
+    assert any("not started" in t for t in outcome.failed_tasks)
