@@ -91,6 +91,16 @@ def _tis(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[dict]:
     return cluster.api(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
 
 
+def _other_ingest_runs(cluster: AirflowCluster) -> str:
+    """The ingest runs for dates nobody dropped, with their tasks' states (for a failure message)."""
+    lines = []
+    for run in _runs(cluster, INGEST):
+        if _date_of(run) not in DATES:
+            states = {ti["task_id"]: ti["state"] for ti in _tis(cluster, INGEST, run["dag_run_id"])}
+            lines.append(f"{run['dag_run_id']} {run['run_type']} {run['state']}: {states}")
+    return "ingest runs for other dates:\n" + "\n".join(lines) + f"\n{cluster.logs()}"
+
+
 def _check_watcher_runs(cluster: AirflowCluster) -> list[dict]:
     """Each dropped date ran once through both DAGs, every task green, dates in order."""
     ingest = {_date_of(r): r for r in _runs(cluster, INGEST) if _date_of(r) in DATES}
@@ -101,7 +111,7 @@ def _check_watcher_runs(cluster: AirflowCluster) -> list[dict]:
         assert {ti["state"] for ti in _tis(cluster, INGEST, run["dag_run_id"])} == {"success"}
     warehouse = _wait_for_warehouse_runs(cluster, len(DATES))
     assert [(r["partition_key"], r["run_type"], r["state"]) for r in warehouse] == \
-        [(d, "asset_triggered", "success") for d in DATES]
+        [(d, "asset_triggered", "success") for d in DATES], _other_ingest_runs(cluster)
     for run in warehouse:
         assert run["logical_date"] is None
         assert {ti["state"] for ti in _tis(cluster, WAREHOUSE, run["dag_run_id"])} == {"success"}
