@@ -149,7 +149,8 @@ def test_suite_content_mirrors_contract_rules():
     assert by_rule["quantity:range"][0]["kwargs"] == {
         "column": "quantity", "min_value": 0.0, "strict_min": True}
     assert by_rule["currency:pattern"][0]["kwargs"]["regex"] == "^(?:[A-Z]{3})$"
-    assert by_rule["book:ref"][0]["kwargs"]["value_set"] == {"$PARAMETER": "ref__books__book"}
+    assert by_rule["book:ref"][0]["type"] == "expect_column_values_to_not_be_in_set"
+    assert by_rule["book:ref"][0]["kwargs"]["value_set"] == {"$PARAMETER": "unknown__books__book"}
     assert by_rule["duplicate_key"][0]["type"] == "expect_compound_columns_to_be_unique"
     assert by_rule["duplicate_key"][0]["kwargs"]["column_list"] == ["trade_id", "version"]
     assert by_rule["settle_not_before_trade"][0]["kwargs"]["column_A"] == "settle_date"
@@ -177,7 +178,7 @@ def test_clean_partitions_pass(staged: Settings):
         stored = json.loads(staged.control_file("validation", feed, BD).read_text())
         assert stored == json.loads(json.dumps(result))
     assert result["references"]["clients.client_id"] == {
-        "business_date": "2024-03-14", "values": 2, "values_passed": 2}
+        "business_date": "2024-03-14", "values": 2, "values_unknown": 0}
 
 
 def _trade(**changes):
@@ -196,9 +197,9 @@ BAD_TRADES = [
      "trade_date:range", "expect_column_values_to_be_between"),
     ("duplicate key", trades_rows() + [trades_rows()[1]], "duplicate_key",
      "expect_compound_columns_to_be_unique"),
-    ("unknown reference", _trade(book="NOPE"), "book:ref", "expect_column_values_to_be_in_set"),
+    ("unknown reference", _trade(book="NOPE"), "book:ref", "expect_column_values_to_not_be_in_set"),
     ("unknown client (earlier-date reference)", _trade(client_id="C9"), "client_id:ref",
-     "expect_column_values_to_be_in_set"),
+     "expect_column_values_to_not_be_in_set"),
     ("settle before trade", _trade(settle_date=BD_DATE - dt.timedelta(days=5)),
      "settle_not_before_trade", "expect_column_pair_values_a_to_be_greater_than_b"),
 ]
@@ -251,7 +252,16 @@ def test_reference_feed_missing_fails_refs(settings: Settings):
     result = validate_feed(settings, BD, "trades", run_id="r")
     assert rules_failed(result) == {"book:ref", "client_id:ref", "instrument_id:ref"}
     assert result["references"]["books.book"] == {
-        "business_date": None, "values": 0, "values_passed": 0}
+        "business_date": None, "values": 0, "values_unknown": len({r["book"] for r in trades_rows()})}
+
+
+def test_an_unknown_reference_is_named_in_the_failure(staged: Settings):
+    stage(staged, "trades", _trade(book="NOPE"))
+    result = validate_feed(staged, BD, "trades", run_id="r")
+    (failed,) = result["failed"]
+    assert failed["rule"] == "book:ref" and failed["partial_unexpected_list"] == ["NOPE"]
+    assert failed["unexpected_count"] == 1
+    assert result["references"]["books.book"]["values_unknown"] == 1
 
 
 def test_other_feeds_clean(staged: Settings):
