@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                       # 100k and 1M trades a day
     .venv/bin/python bench/run.py --trades 10000000     # the big one (needs ~15 GB of disk)
     .venv/bin/python bench/run.py --history 60 --trades 100000   # date 61 against date 1
+    .venv/bin/python bench/run.py --history 60 --window 20 --trades 20000  # ... and against date 21
     .venv/bin/python bench/run.py --trades 10000000 --stages-only  # each stage's time and peak RSS
 
 Every measurement runs in a fresh subprocess, so peak RSS (ru_maxrss of that child) is the
@@ -186,16 +187,37 @@ def one_date(trades: int, out: Path, stages_only: bool = False) -> dict:
     return result
 
 
-def history(trades: int, days: int, out: Path, reuse: bool = False, repeats: int = 3) -> dict:
+def _time_dates(labelled: list[tuple[str, str, Path]], landing: Path, repeats: int) -> dict[str, dict[str, float]]:
+    """Each (label, date, home) timed stage by stage in fresh processes, back to back so that all
+    see the same machine, `repeats` times; the best time of each stage counts. Every round after
+    the first is a rerun of the date, which costs the same (its partitions are replaced, the
+    recon carries from the date before). A label whose home is "fresh" starts from nothing
+    each round (a first build, not a rerun)."""
+    times: dict[str, dict[str, float]] = {}
+    for _ in range(repeats):  # the best of a few rounds: the machine's noise is ~10% a stage
+        for label, d, h in labelled:
+            if label == "first":
+                shutil.rmtree(h, ignore_errors=True)
+            for stage in ["ingest", "validate", "build", "publish"]:
+                wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(h), d, stage])
+                best = times.setdefault(label, {}).get(stage, float("inf"))
+                times[label][stage] = round(min(best, wall), 2)
+    return times
+
+
+def history(trades: int, days: int, out: Path, reuse: bool = False, repeats: int = 3,
+            window: int = 0) -> dict:
     """Date 1 against date days+1 after `days` dates of history, same volume.
 
     The history is made by the stage functions the DAG tasks call (ingest, validate, build,
     publish), date by date in one process: the same warehouse as `midoffice run` makes, in about
     half its time (no Airflow task runner, no report). Then date days+1 (in that home) and date 1
-    (in a fresh home) are timed stage by stage, each stage in a fresh process, back to back so
-    that both see the same machine, `repeats` times (date N+1 is a rerun after the first round,
-    which costs the same: its partitions are replaced, the recon carries from date N); the best
-    time of each stage counts.
+    (in a fresh home) are timed (`_time_dates`).
+
+    With `window` = K (0 < K < days), date K+1 is also timed when the history has K dates, before
+    it goes on to `days`: a mart whose grain is a window of dates (the recon: every trade of the
+    last 20 business dates) grows until the window is full and must stay flat after it, so date
+    days+1 against date K+1 says whether the cost follows the history or only the window.
     """
     root = out / f"hist{trades}x{days}"
     landing = root / "landing"
@@ -204,28 +226,35 @@ def history(trades: int, days: int, out: Path, reuse: bool = False, repeats: int
     home, fresh = root / "home", root / "home_date1"
     os.environ["AIRFLOW_HOME"] = str(root / "airflow")
     history_s = None
+    window_times = None
     if not (reuse and (home / "warehouse" / "marts.duckdb").exists()):
         shutil.rmtree(home, ignore_errors=True)
-        history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:-1]])
-    times: dict[str, dict[str, float]] = {}
-    for _ in range(repeats):  # the best of a few rounds: the machine's noise is ~10% a stage
-        shutil.rmtree(fresh, ignore_errors=True)  # date 1 must be a first build, not a rerun
-        for label, d, h in (("last", dates[-1], home), ("first", dates[0], fresh)):
-            for stage in ["ingest", "validate", "build", "publish"]:
-                wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(h), d, stage])
-                best = times.setdefault(label, {}).get(stage, float("inf"))
-                times[label][stage] = round(min(best, wall), 2)
+        if 0 < window < days:
+            history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:window]])
+            window_times = _time_dates([("window", dates[window], home)], landing, repeats)["window"]
+            more_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[window + 1:-1]])
+            history_s += more_s
+        else:
+            history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:-1]])
+    times = _time_dates([("last", dates[-1], home), ("first", dates[0], fresh)], landing, repeats)
     first, last = round(sum(times["first"].values()), 2), round(sum(times["last"].values()), 2)
-    return {"trades_per_day": trades, "history_dates": days,
-            "history_run_s": round(history_s, 1) if history_s is not None else "reused",
-            "date_1_s": first, f"date_{days + 1}_s": last, "ratio": round(last / first, 2),
-            "date_1_stages": times["first"], f"date_{days + 1}_stages": times["last"]}
+    result = {"trades_per_day": trades, "history_dates": days,
+              "history_run_s": round(history_s, 1) if history_s is not None else "reused",
+              "date_1_s": first, f"date_{days + 1}_s": last, "ratio": round(last / first, 2),
+              "date_1_stages": times["first"], f"date_{days + 1}_stages": times["last"]}
+    if window_times:
+        at_window = round(sum(window_times.values()), 2)
+        result.update({f"date_{window + 1}_s": at_window, f"date_{window + 1}_stages": window_times,
+                       f"ratio_to_date_{window + 1}": round(last / at_window, 2)})
+    return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trades", default="100000,1000000")
     p.add_argument("--history", type=int, default=0, help="also time date N+1 after N dates")
+    p.add_argument("--window", type=int, default=0,
+                   help="with --history: also time date K+1 after K dates (e.g. 20: the recon's window full)")
     p.add_argument("--out", default=str(REPO / "bench" / "out"))
     p.add_argument("--reuse-history", action="store_true",
                    help="keep a history made by an earlier run (date N+1 is then timed as a rerun)")
@@ -239,7 +268,7 @@ def main() -> None:
     rows = []
     for trades in [int(x) for x in args.trades.split(",")]:
         if args.history:
-            r = history(trades, args.history, out, reuse=args.reuse_history)
+            r = history(trades, args.history, out, reuse=args.reuse_history, window=args.window)
         else:
             r = one_date(trades, out, stages_only=args.stages_only)
         r.update(machine)

@@ -29,7 +29,7 @@ import duckdb
 from midoffice import control, landing
 from midoffice.config import Settings
 from midoffice.contracts import Column, Feed, get_feed
-from midoffice.duck import connect, quote_ident as q, sql_literal_path
+from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 
 RAW_RECORD_MAX_CHARS = 100_000
 # The split holds a file's records about four times over (raw text, typed, checked, output), so
@@ -455,18 +455,8 @@ def _remove_stale_temporaries(*partitions: Path) -> None:
 
 
 def _restrict_file_access(con, settings: Settings, landing_folder: Path) -> None:
-    """This connection reads the date's landing folder and the lake, writes the lake, nothing else.
-
-    A path that slipped past the checks (a symlink swapped in after them, a value that reaches a
-    file function) then fails inside DuckDB; locking the configuration keeps SQL from undoing it
-    or raising the memory limit.
-    """
-    roots = [landing_folder, settings.staged, settings.quarantine, settings.tmp]
-    # A trailing slash, so that /home/lake does not also allow /home/lake-evil.
-    listed = ", ".join("'" + (str(r.resolve()).rstrip("/") + "/").replace("'", "''") + "'" for r in roots)
-    con.execute(f"SET allowed_directories = [{listed}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    """This connection reads the date's landing folder and the lake, writes the lake, nothing else."""
+    restrict_to(con, landing_folder, settings.staged, settings.quarantine, settings.tmp)
 
 
 def _remove_partition(path: Path) -> None:

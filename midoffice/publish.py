@@ -27,7 +27,7 @@ import duckdb
 
 from midoffice import control
 from midoffice.config import Settings
-from midoffice.duck import connect, quote_ident as q, sql_literal_path
+from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.models import Model, load_models
 from midoffice.warehouse import refresh_run_ledger
 
@@ -135,6 +135,8 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
     con = connect(settings, settings.build_db)
     tables = {}
     try:
+        # the build, previous and next files only; not locked: the run ledger's model sets threads
+        restrict_to(con, settings.warehouse_dir, settings.tmp, lock=False)
         refresh_run_ledger(con, settings, business_date, run_id)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"

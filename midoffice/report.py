@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from midoffice import control
 from midoffice.config import Settings
-from midoffice.duck import connect, quote_ident as q, sql_literal_path
+from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.models import load_models
 
 
@@ -1112,6 +1112,7 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     out_dir = settings.reports / d
     con = connect(settings, settings.published_db, read_only=True)
     try:
+        restrict_to(con, out_dir, settings.tmp)  # reads the published file it holds; writes the extracts
         published = published_columns(con)
         columns = {t: {c for c, _ in cols} for t, cols in published.items()}
         p = Pack(con, d, columns, quarantine_threshold=settings.quarantine_threshold)

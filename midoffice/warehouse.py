@@ -18,7 +18,7 @@ from datetime import date, timedelta
 from midoffice import control
 from midoffice.config import WAREHOUSE_DDL_DIR, Settings
 from midoffice.contracts import Feed, ingest_order, load_contracts
-from midoffice.duck import connect, quote_ident as q, sql_literal_path
+from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.gate import gates_for
 from midoffice.models import Model, load_models
 from midoffice.pseudonym import register as register_client_key, resolve_key
@@ -280,6 +280,9 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
     try:
         key, _source = resolve_key(settings)  # refuse to build client identity without a key
         register_client_key(con, key)
+        # The build reads the lake's partitions and writes its own file (and spills), nothing
+        # else. Not locked: it sets each model's threads (the chunked recon), and its SQL is ours.
+        restrict_to(con, settings.staged, settings.quarantine, settings.warehouse_dir, settings.tmp, lock=False)
         create_schema(con)
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [business_date])
         con.execute("SET VARIABLE reporting_currency = ?", [settings.reporting_currency])

@@ -655,6 +655,39 @@ def test_the_ingest_connection_reads_only_the_landing_date_and_writes_only_the_l
     assert not (tmp_path / "exfiltrated.csv").exists() and not (tmp_path / "other.duckdb").exists()
 
 
+def test_the_build_connection_reaches_no_file_outside_the_lake_and_the_warehouse(sample_run, tmp_path, monkeypatch):
+    """A mart's SQL that reads a file elsewhere (here: one planted beside the home) fails inside
+    DuckDB, and the date's marts keep their previous rows."""
+    from dataclasses import replace
+
+    import midoffice.warehouse as warehouse
+    from midoffice.config import settings_from
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_run["home"], home)
+    settings = settings_from(sample_run["landing"], home)
+    secret = tmp_path / "not-for-duckdb.csv"
+    secret.write_text("a\n1\n")
+    real = warehouse.load_models()
+    hostile = [replace(m, sql=f"SELECT * FROM ({m.sql}) WHERE (SELECT count(*) FROM read_csv('{secret}')) > 0")
+               if m.name == "dq_feed_health" else m for m in real]
+    monkeypatch.setattr(warehouse, "load_models", lambda: hostile)
+    day = sample_run["dates"][-1]
+    before = _mart_rows(settings.build_db, "dq_feed_health", day)
+    with pytest.raises(duckdb.Error, match="(?i)permission|disabled"):
+        warehouse.build_warehouse(settings, day, "hostile-mart")
+    assert _mart_rows(settings.build_db, "dq_feed_health", day) == before
+
+
+def _mart_rows(db, mart: str, day: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(f"SELECT * EXCLUDE (loaded_at) FROM {mart} WHERE business_date = ? ORDER BY ALL",
+                           [day]).fetchall()
+    finally:
+        con.close()
+
+
 # --- SQL-looking values everywhere --------------------------------------------------------------
 
 def test_sql_looking_values_in_every_text_field_are_only_ever_data(delivery):
