@@ -187,16 +187,16 @@ def one_date(trades: int, out: Path, stages_only: bool = False) -> dict:
     return result
 
 
-def _time_dates(labelled: list[tuple[str, str, Path]], landing: Path, repeats: int) -> dict[str, dict[str, float]]:
-    """Each (label, date, home) timed stage by stage in fresh processes, back to back so that all
-    see the same machine, `repeats` times; the best time of each stage counts. Every round after
-    the first is a rerun of the date, which costs the same (its partitions are replaced, the
-    recon carries from the date before). A label whose home is "fresh" starts from nothing
-    each round (a first build, not a rerun)."""
+def _time_dates(labelled: list[tuple[str, str, Path, bool]], landing: Path, repeats: int) -> dict[str, dict[str, float]]:
+    """Each (label, date, home, from_nothing) timed stage by stage in fresh processes, back to
+    back so that all see the same machine, `repeats` times; the best time of each stage counts.
+    Every round after the first is a rerun of the date, which costs the same (its partitions are
+    replaced, the recon carries from the date before), unless `from_nothing`: then the home is
+    removed before each round (a first build, not a rerun)."""
     times: dict[str, dict[str, float]] = {}
     for _ in range(repeats):  # the best of a few rounds: the machine's noise is ~10% a stage
-        for label, d, h in labelled:
-            if label == "first":
+        for label, d, h, from_nothing in labelled:
+            if from_nothing:
                 shutil.rmtree(h, ignore_errors=True)
             for stage in ["ingest", "validate", "build", "publish"]:
                 wall, _ = timed_child([PY, "-c", STAGE_DRIVER, str(landing), str(h), d, stage])
@@ -231,12 +231,13 @@ def history(trades: int, days: int, out: Path, reuse: bool = False, repeats: int
         shutil.rmtree(home, ignore_errors=True)
         if 0 < window < days:
             history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:window]])
-            window_times = _time_dates([("window", dates[window], home)], landing, repeats)["window"]
+            window_times = _time_dates([("window", dates[window], home, False)], landing, repeats)["window"]
             more_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[window + 1:-1]])
             history_s += more_s
         else:
             history_s, _ = timed_child([PY, "-c", HISTORY_DRIVER, str(landing), str(home), *dates[:-1]])
-    times = _time_dates([("last", dates[-1], home), ("first", dates[0], fresh)], landing, repeats)
+    times = _time_dates([("last", dates[-1], home, False), ("first", dates[0], fresh, True)], landing,
+                        repeats)
     first, last = round(sum(times["first"].values()), 2), round(sum(times["last"].values()), 2)
     result = {"trades_per_day": trades, "history_dates": days,
               "history_run_s": round(history_s, 1) if history_s is not None else "reused",
