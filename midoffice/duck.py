@@ -18,6 +18,9 @@ def connect(settings: Settings, database: str | Path = ":memory:", read_only: bo
         "temp_directory": str(settings.tmp / "duckdb_spill"),
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        # The default, stated because ingest numbers records by their order in the table it
+        # created from the file (ingest.RECORD_ORDINAL).
+        "preserve_insertion_order": True,
     })
     return con
 

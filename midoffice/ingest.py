@@ -37,6 +37,10 @@ RAW_RECORD_MAX_CHARS = 100_000
 # before it is loaded: a few hundred KB of dictionary-encoded Parquet can expand to gigabytes.
 PARQUET_DECODED_SHARE_OF_MEMORY = 0.25
 TEMP_PREFIX = ".tmp-"
+# The n-th parsed record of a file (1-based). A table created from a scan keeps the scan's order
+# (DuckDB preserves insertion order), so its rowid counts the records; row_number() OVER () over
+# the scan gives the same numbers but is a single-threaded window (1.5 s of 1M trades' 2.7 s read).
+RECORD_ORDINAL = "rowid + 1"
 
 
 @dataclass
@@ -114,13 +118,14 @@ def _load_raw_csv(con, path: Path, business_date: str, feed: Feed, result: Inges
     # (a per-record quoting expression over every line costs as much as the whole parse).
     raw_record = " || ',' || ".join(_csv_quote_expr(c) for c in order)
     con.execute(f"""
-        CREATE TEMP TABLE raw AS
-        SELECT row_number() OVER () AS _ord, *
+        CREATE TEMP TABLE raw_text AS
+        SELECT *
         FROM read_csv({sql_literal_path(path)}, header = true, columns = {columns},
                       auto_detect = false, delim = ',', quote = '"', escape = '"',
                       store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
                       strict_mode = true, encoding = 'utf-8')
     """)
+    con.execute(f"CREATE TEMP VIEW raw AS SELECT {RECORD_ORDINAL} AS _ord, * FROM raw_text")
     return note, 1, raw_record
 
 
@@ -139,7 +144,7 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
     # One text column per line; \x1e (record separator) never occurs in JSON text.
     con.execute(f"""
         CREATE TEMP TABLE lines AS
-        SELECT row_number() OVER () AS _ord, _json
+        SELECT _json
         FROM read_csv({sql_literal_path(path)}, header = false, columns = {{'_json': 'VARCHAR'}},
                       auto_detect = false, delim = '\x1e', quote = '', escape = '',
                       store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
@@ -147,26 +152,30 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
     """)
     names = feed.column_names
     expected_keys = "[" + ", ".join(f"'{c}'" for c in sorted(names)) + "]"
-    # DuckDB evaluates both sides of AND, so JSON functions only ever see valid JSON (_j).
+    # Each JSON function parses the document again: one list-of-paths call for the values and
+    # one for their types parse it twice, instead of twice per column.
+    paths = "[" + ", ".join(f"'$.{c}'" for c in names) + "]"
     fields = ", ".join(
-        f"json_extract_string(_o, '$.{c}') AS {q(c)}, "
-        f"coalesce(json_type(_o, '$.{c}') IN ('OBJECT', 'ARRAY'), false) AS {q('_nested_' + c)}"
-        for c in names
+        f"_values[{i}] AS {q(c)}, coalesce(_types[{i}] IN ('OBJECT', 'ARRAY'), false) AS {q('_nested_' + c)}"
+        for i, c in enumerate(names, start=1)
     )
+    # DuckDB evaluates both sides of AND, so JSON functions only ever see valid JSON (_j).
     con.execute(f"""
         CREATE TEMP TABLE raw AS
         WITH parsed AS (
-            SELECT _ord, _json, CASE WHEN json_valid(_json) THEN CAST(_json AS JSON) END AS _j FROM lines
+            SELECT {RECORD_ORDINAL} AS _ord, _json, CASE WHEN json_valid(_json) THEN _json END AS _j FROM lines
         ), objects AS (
             SELECT *, CASE WHEN json_type(_j) = 'OBJECT' THEN _j END AS _jo FROM parsed
         ), keyed AS (
             SELECT *, CASE WHEN list_sort(json_keys(_jo)) = {expected_keys} THEN _jo END AS _o FROM objects
+        ), extracted AS (
+            SELECT *, json_extract_string(_o, {paths}) AS _values, json_type(_o, {paths}) AS _types FROM keyed
         )
         SELECT _ord, {fields}, _json AS _raw,
                CASE WHEN _jo IS NULL THEN 'not a JSON object'
                     WHEN _o IS NULL THEN 'keys differ from the contract: ' || array_to_string(list_sort(json_keys(_jo)), ',')
                END AS _malformed
-        FROM keyed
+        FROM extracted
     """)
     return note, 0, "_raw"
 
@@ -370,7 +379,8 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
     checks = _column_checks(feed, fmt)
     malformed = "WHEN _malformed IS NOT NULL THEN 'malformed_record' " if fmt == "jsonl" else ""
     # A NUL character is never text a sender meant (it truncates values in C-string consumers).
-    has_nul = "strpos(" + " || ".join(f"coalesce({q(c.name)}, '')" for c in feed.columns) + ", chr(0)) > 0"
+    # Column by column: concatenating the record first builds a string per record (0.6 s at 1M).
+    has_nul = "(" + " OR ".join(f"contains({q(c.name)}, chr(0))" for c in feed.columns) + ")"
     malformed += f"WHEN {has_nul} THEN 'malformed_record' "
     rule_case = "CASE " + malformed + " ".join(
         f"WHEN {cond} THEN '{name}'" for name, cond in checks
