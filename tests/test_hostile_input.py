@@ -765,3 +765,31 @@ def test_one_date_with_many_hostile_files_loads_every_other_feed(base, tmp_path)
     assert results["clients"]["rules"].get("malformed_record") == 2
     assert results["settlements"]["rules"].get("malformed_record") == 2
     assert results["client_activity"]["rules"].get("malformed_record") == 1
+
+
+def test_a_file_read_in_parallel_keeps_its_records_in_file_order(delivery):
+    """A file large enough for DuckDB to read in several chunks at once (~45 MB, 300,000 records):
+    the staged records are in the file's order and a quarantined record names its own line.
+    Ingest numbers records by the order of the table it read them into (not by a window)."""
+    lines = csv_lines(delivery.file("trades"))
+    header, body = lines[0], [x for x in lines[1:] if x]
+    copies = 1_000
+    records = [f"{r.split(',', 1)[0]}-{k:04d},{r.split(',', 1)[1]}" for k in range(copies) for r in body]
+    bad = {7: "version", len(records) // 2 + 3: "quantity", len(records) - 1: "price"}  # 0-based records
+    column = {c: i for i, c in enumerate(header.split(","))}
+    for i, col in bad.items():
+        parts = records[i].split(",")
+        parts[column[col]] = "not-a-number"
+        records[i] = ",".join(parts)
+    delivery.deliver("trades", ("\n".join([header, *records]) + "\n").encode(), rows=len(records))
+    settings = dataclasses.replace(delivery.settings, duckdb_memory_limit="1GB")
+    from midoffice.ingest import ingest_feed
+
+    result = ingest_feed(settings, DAY, "trades", "hostile-test")
+    assert result["status"] == "LOADED", result
+    q = quarantined(settings, "trades")
+    assert [(r["line"], r["rule"]) for r in q] == [(i + 2, f"{c}:type") for i, c in sorted(bad.items())]
+    assert [r["raw_record"] for r in q] == [records[i] for i in sorted(bad)]
+    staged_ids = pq.read_table(settings.staged_partition("trades", DAY), columns=["trade_id"]).column(0).to_pylist()
+    assert staged_ids == [r.split(",", 1)[0] for i, r in enumerate(records) if i not in bad]
+    assert_accounted(settings, result)
