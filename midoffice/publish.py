@@ -94,18 +94,19 @@ def _open_as_base(con, staging: Path, models: list[Model]) -> int | None:
     return generation
 
 
+# The rows are copied in the build's order, not sorted by grain: each date is appended whole, so
+# the row groups of a date stay together (a filter on the date skips the others), and sorting
+# within it cost 1.1 s of a 1M-trade date's 6 s publication. The extracts are sorted.
 def _copy_whole(con, models: list[Model]) -> None:
     for model in models:
-        order = ", ".join(q(c) for c in model.grain)
-        con.execute(f"CREATE TABLE pub.{q(model.name)} AS SELECT * FROM main.{q(model.name)} ORDER BY {order}")
+        con.execute(f"CREATE TABLE pub.{q(model.name)} AS SELECT * FROM main.{q(model.name)}")
 
 
 def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
     for model in models:
-        order = ", ".join(q(c) for c in model.grain)
         where = f"{q(model.partition)} IN (SELECT CAST(unnest(?) AS DATE))"
         con.execute(f"DELETE FROM pub.{q(model.name)} WHERE {where}", [dates])
-        con.execute(f"INSERT INTO pub.{q(model.name)} SELECT * FROM main.{q(model.name)} WHERE {where} ORDER BY {order}",
+        con.execute(f"INSERT INTO pub.{q(model.name)} SELECT * FROM main.{q(model.name)} WHERE {where}",
                     [dates])
 
 
