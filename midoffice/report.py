@@ -23,6 +23,7 @@ import html
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -1100,6 +1101,16 @@ def _publication(p: Pack) -> tuple | None:
     return p.one("SELECT run_id, CAST(business_date AS VARCHAR), CAST(published_at AS VARCHAR) FROM publication")
 
 
+def _data_docs(settings: Settings, d: str) -> str:
+    """The GX site's index, or why it was not built: the pack stands without it."""
+    try:
+        from midoffice.validate import build_data_docs
+
+        return str(build_data_docs(settings, d))
+    except Exception as exc:
+        return f"not built: {exc}"
+
+
 def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     """The daily pack, the dictionary page and the extracts for one business date."""
     from midoffice.dictionary import published_columns, render_html
@@ -1110,6 +1121,7 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     if not settings.published_db.is_file():
         raise FileNotFoundError(f"{d}: nothing published yet at {settings.published_db}")
     out_dir = settings.reports / d
+    docs_future = None
     con = connect(settings, settings.published_db, read_only=True)
     try:
         restrict_to(con, out_dir, settings.tmp)  # reads the published file it holds; writes the extracts
@@ -1124,22 +1136,22 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
                 + (f" (published dates run from {first} to {last})" if first else " (no date published yet)"))
         if p.has("build_log", "mart", "status", "reason"):
             p.skipped = dict(p.rows("SELECT mart, reason FROM build_log WHERE business_date = ? AND status = 'SKIPPED'", [d]))
+        # GX renders its Data Docs in Python (about 3 s, more with its import) while DuckDB writes the
+        # extracts, which release the GIL: the two overlap instead of adding up.
+        docs_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
+        docs_future = docs_worker.submit(_data_docs, settings, d)
+        docs_worker.shutdown(wait=False)
         extracts, absent = write_extracts(con, settings, d, columns)
         page, shown = render_pack(p, run_id, extracts, absent, _publication(p))
         rows = {e["mart"]: e["rows"] for e in extracts}
         dictionary = render_html(d, published, rows)
     finally:
         con.close()
+        if docs_future is not None:  # also on failure: nothing of this call writes after it returns
+            docs = docs_future.result()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "index.html").write_text(page, encoding="utf-8")
     (out_dir / "dictionary.html").write_text(dictionary, encoding="utf-8")
-    docs = None
-    try:
-        from midoffice.validate import build_data_docs
-
-        docs = str(build_data_docs(settings, d))
-    except Exception as exc:  # the pack stands without the GX site; say so in the ledger
-        docs = f"not built: {exc}"
     summary = {"business_date": d, "report": str(out_dir / "index.html"), "dictionary": str(out_dir / "dictionary.html"),
                "bytes": len(page.encode("utf-8")), "extracts": len(extracts), "not_published": absent,
                "kpis": {k: float(v) if isinstance(v, decimal.Decimal) else v for k, v in shown.items()}, "section_errors": p.errors, "data_docs": docs,
