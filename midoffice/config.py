@@ -25,8 +25,11 @@ class Settings:
     quarantine_threshold: float = 0.01  # share of received records that fails a feed's gate
     var_scenarios: int = 250
     # DuckDB's own limit; the process also holds Python, Arrow and what DuckDB allocates outside
-    # its buffer pool (~0.3-0.8 GB), so 3 GB keeps a stage's peak under 4 GB at 10M trades a day
+    # its buffer pool (~0.2-0.6 GB), so 3 GB keeps a stage's peak under 4 GB at 10M trades a day
     duckdb_memory_limit: str = "3GB"
+    # What the process holds when a connection opens plus that connection's DuckDB limit: a
+    # process that already holds more than 0.5 GB gives DuckDB less (duck.duckdb_memory_limit)
+    memory_budget: str | None = "3.5GB"
     duckdb_threads: int = 2
     # GX (pandas) checks at most this many records of a partition, a seeded sample above it: every
     # record already went through the same rules in ingest's SQL (research: GX pandas is the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import duckdb
@@ -9,11 +11,64 @@ import duckdb
 from midoffice.config import Settings
 
 
+_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+# DuckDB gets at least this much (or its whole configured limit, if smaller) however much the
+# process already holds: below it, the marts would spill everything.
+MIN_DUCKDB_MEMORY = 512 * 10**6
+
+
+def parse_bytes(text: str) -> int:
+    """'3GB', '244.1 MiB' (as DuckDB prints its settings) → bytes."""
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def memory_limit_bytes(con) -> int:
+    """The connection's effective memory_limit in bytes."""
+    return parse_bytes(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def duckdb_memory_limit(settings: Settings, resident: int | None = None) -> str:
+    """DuckDB's limit for a new connection: settings.duckdb_memory_limit, less when the process
+    already holds so much that the two would pass settings.memory_budget.
+
+    A stage in its own process (a scheduler's task) holds ~0.3 GB and gets the whole limit;
+    `midoffice run` holds Airflow, GX and pandas as well (~0.9 GB at 10M trades a day) and gets
+    less, so that one process running every task stays within the same budget as one task.
+    """
+    cap = parse_bytes(settings.duckdb_memory_limit)
+    held = resident_bytes() if resident is None else resident
+    if not settings.memory_budget or held is None:
+        return settings.duckdb_memory_limit
+    room = parse_bytes(settings.memory_budget) - held
+    return f"{max(min(cap, room), min(cap, MIN_DUCKDB_MEMORY)) // 10**6}MB"
+
+
 def connect(settings: Settings, database: str | Path = ":memory:", read_only: bool = False):
     """A short-lived connection with memory, threads and spill directory set explicitly."""
     settings.tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(database), read_only=read_only, config={
-        "memory_limit": settings.duckdb_memory_limit,
+        "memory_limit": duckdb_memory_limit(settings),
         "threads": settings.duckdb_threads,
         "temp_directory": str(settings.tmp / "duckdb_spill"),
         "autoinstall_known_extensions": False,

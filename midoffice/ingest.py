@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ import duckdb
 from midoffice import control, landing
 from midoffice.config import Settings
 from midoffice.contracts import Column, Feed, get_feed
-from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
+from midoffice.duck import connect, human_bytes, memory_limit_bytes, quote_ident as q, restrict_to, sql_literal_path
 
 RAW_RECORD_MAX_CHARS = 100_000
 # The split holds a file's records about four times over (raw text, typed, checked, output), so
@@ -180,27 +179,6 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
     return note, 0, "_raw"
 
 
-_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def _memory_limit_bytes(con) -> int:
-    """The connection's effective memory_limit in bytes (DuckDB reports it like '244.1 MiB')."""
-    text = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise RuntimeError(f"cannot read DuckDB memory_limit {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
-
-
 def _parquet_type_ok(contract_type: str, arrow_type) -> bool:
     """Is the file's column type the contract's type (or a lossless encoding of it)?"""
     import pyarrow as pa
@@ -255,12 +233,12 @@ def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: I
     sizes = " + ".join(f"coalesce(sum(strlen({q(c.name)})), 0)" for c in text_cols) or "0"
     decoded = con.execute(f"SELECT {sizes} FROM read_parquet({sql_literal_path(path)})").fetchone()[0]
     decoded += 8 * meta.num_rows * (len(feed.columns) - len(text_cols))
-    limit = int(_memory_limit_bytes(con) * PARQUET_DECODED_SHARE_OF_MEMORY)
+    limit = int(memory_limit_bytes(con) * PARQUET_DECODED_SHARE_OF_MEMORY)
     if decoded > limit:
         raise landing.FileLevelError(
             business_date, feed.name, str(path),
-            f"refused unread: its {meta.num_rows} records decode to {_human(decoded)} "
-            f"({_human(path.stat().st_size)} on disk), over the {_human(limit)} that the ingest's "
+            f"refused unread: its {meta.num_rows} records decode to {human_bytes(decoded)} "
+            f"({human_bytes(path.stat().st_size)} on disk), over the {human_bytes(limit)} that the ingest's "
             f"memory limit allows for one file",
         )
     casts = ", ".join(f"{_parquet_as_text(c)} AS {q(c.name)}" for c in feed.columns)
@@ -558,7 +536,7 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
         except landing.FileLevelError:
             raise
         except duckdb.OutOfMemoryException as exc:
-            raise _too_big(business_date, feed, path, settings, exc)
+            raise _too_big(business_date, feed, path, con, exc)
         except Exception as exc:  # DuckDB could not read it at all (encoding, size, corruption)
             raise landing.FileLevelError(business_date, feed.name, str(path), f"unreadable: {str(exc).splitlines()[0]}")
         has_rejects = _reject_table_exists(con)
@@ -583,16 +561,16 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
             _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined,
                              header_lines, raw_record_sql)
         except duckdb.OutOfMemoryException as exc:
-            raise _too_big(business_date, feed, path, settings, exc)
+            raise _too_big(business_date, feed, path, con, exc)
     finally:
         con.close()
 
 
-def _too_big(business_date: str, feed: Feed, path: Path, settings: Settings, exc: Exception) -> landing.FileLevelError:
+def _too_big(business_date: str, feed: Feed, path: Path, con, exc: Exception) -> landing.FileLevelError:
+    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # what it had, as DuckDB says it
     return landing.FileLevelError(
         business_date, feed.name, str(path),
-        f"cannot be processed within the ingest's memory limit ({settings.duckdb_memory_limit}): "
-        f"{str(exc).splitlines()[0]}",
+        f"cannot be processed within the ingest's memory limit ({limit}): {str(exc).splitlines()[0]}",
     )
 
 

@@ -424,7 +424,7 @@ def test_a_file_that_needs_more_than_the_memory_limit_fails_with_a_message(deliv
 
     tight = dataclasses.replace(delivery.settings, duckdb_memory_limit="16MB")
     result = ingest_feed(tight, DAY, "positions", "hostile-test")
-    refused(result, "positions.csv", "cannot be processed within the ingest's memory limit (16MB)", "Out of Memory")
+    refused(result, "positions.csv", "cannot be processed within the ingest's memory limit (15.2 MiB)", "Out of Memory")
     assert_accounted(tight, result)
 
 
