@@ -102,8 +102,41 @@ def default_home() -> Path:
     return Path(os.environ.get("MIDOFFICE_HOME") or "./.midoffice").resolve()
 
 
+# Resource knobs a deployment sets for its machine (a bigger one than the 2-core, 24 GB one the
+# defaults are for): environment variable -> Settings field.
+RESOURCE_ENV = {
+    "MIDOFFICE_DUCKDB_MEMORY_LIMIT": "duckdb_memory_limit",  # e.g. 12GB
+    "MIDOFFICE_MEMORY_BUDGET": "memory_budget",  # e.g. 14GB, or 'none': DuckDB gets its whole limit
+    "MIDOFFICE_DUCKDB_THREADS": "duckdb_threads",
+}
+
+
+def _resources_from_env() -> dict:
+    from midoffice.duck import parse_bytes  # duck imports this module
+
+    found = {}
+    for var, name in RESOURCE_ENV.items():
+        value = os.environ.get(var, "").strip()
+        if not value:
+            continue
+        try:
+            if name == "duckdb_threads":
+                found[name] = int(value)
+                if found[name] < 1:
+                    raise ValueError(value)
+            elif name == "memory_budget" and value.lower() == "none":
+                found[name] = None
+            else:
+                parse_bytes(value)
+                found[name] = value
+        except ValueError:
+            raise ValueError(f"{var}={value!r} is not a valid {name} (e.g. 3GB, 512MB; threads: a positive integer)")
+    return found
+
+
 def settings_from(landing: str | Path, home: str | Path | None = None) -> Settings:
     return Settings(
         landing=Path(landing).resolve(),
         home=Path(home).resolve() if home else default_home(),
+        **_resources_from_env(),
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from midoffice.config import settings_from
 from midoffice.duck import resident_bytes, connect, duckdb_memory_limit, memory_limit_bytes, parse_bytes
 
@@ -54,3 +56,15 @@ def test_a_connection_opened_while_the_process_holds_memory_gets_less(tmp_path):
     # DuckDB reports its limit to a tenth of a GiB, cut down (3000MB is '2.7 GiB').
     assert 0 <= allowed_before - roomy < 0.1 * 2**30, (roomy, allowed_before)
     assert 0 <= allowed_after - tight < 0.1 * 2**30, (tight, allowed_after)
+
+
+def test_a_deployment_sets_the_limits_for_its_machine_in_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIDOFFICE_DUCKDB_MEMORY_LIMIT", "12GB")
+    monkeypatch.setenv("MIDOFFICE_MEMORY_BUDGET", "none")
+    monkeypatch.setenv("MIDOFFICE_DUCKDB_THREADS", "8")
+    s = settings_from(tmp_path / "landing", tmp_path / "home")
+    assert (s.duckdb_memory_limit, s.memory_budget, s.duckdb_threads) == ("12GB", None, 8)
+    assert duckdb_memory_limit(s, resident=5000 * MB) == "12GB"
+    monkeypatch.setenv("MIDOFFICE_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(ValueError, match="MIDOFFICE_DUCKDB_MEMORY_LIMIT='lots' is not a valid duckdb_memory_limit"):
+        settings_from(tmp_path / "landing", tmp_path / "home")
