@@ -34,9 +34,14 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
+def memory_limit_text(con) -> str:
+    """The connection's effective memory_limit as DuckDB prints it (e.g. '2.7 GiB')."""
+    return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
 def memory_limit_bytes(con) -> int:
     """The connection's effective memory_limit in bytes."""
-    return parse_bytes(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    return parse_bytes(memory_limit_text(con))
 
 
 def resident_bytes() -> int | None:

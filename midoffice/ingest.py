@@ -28,7 +28,8 @@ import duckdb
 from midoffice import control, landing
 from midoffice.config import Settings
 from midoffice.contracts import Column, Feed, get_feed
-from midoffice.duck import connect, human_bytes, memory_limit_bytes, quote_ident as q, restrict_to, sql_literal_path
+from midoffice.duck import (connect, human_bytes, memory_limit_bytes, memory_limit_text, quote_ident as q,
+                            restrict_to, sql_literal_path)
 
 RAW_RECORD_MAX_CHARS = 100_000
 # The split holds a file's records about four times over (raw text, typed, checked, output), so
@@ -567,10 +568,10 @@ def _ingest_file(settings, feed, business_date, path, run_id, result, staged, qu
 
 
 def _too_big(business_date: str, feed: Feed, path: Path, con, exc: Exception) -> landing.FileLevelError:
-    limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # what it had, as DuckDB says it
     return landing.FileLevelError(
         business_date, feed.name, str(path),
-        f"cannot be processed within the ingest's memory limit ({limit}): {str(exc).splitlines()[0]}",
+        f"cannot be processed within the ingest's memory limit ({memory_limit_text(con)}): "
+        f"{str(exc).splitlines()[0]}",
     )
 
 
