@@ -17,6 +17,15 @@ import yaml
 from midoffice.config import CONTRACTS_FILE
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+# libyaml's loader where PyYAML has it: the pure-Python one takes ~0.8 s to read the contracts and
+# the 26 model files, in every process that builds, publishes or reports.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path):
+    """A YAML file of the project's own (contracts, model docs), safely loaded."""
+    return yaml.load(Path(path).read_text(), Loader=_YAML_LOADER)
 TYPES = {"VARCHAR", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"}
 FORMATS = {"csv", "jsonl", "parquet"}
 KINDS = {"reference", "snapshot", "event", "daily"}
@@ -156,7 +165,7 @@ def _feed(name: str, raw: dict) -> Feed:
 
 @lru_cache(maxsize=4)
 def load_contracts(path: Path = CONTRACTS_FILE) -> dict[str, Feed]:
-    raw = yaml.safe_load(Path(path).read_text())
+    raw = read_yaml(path)
     feeds = {name: _feed(name, body) for name, body in raw.items()}
     for feed in feeds.values():
         for dep in feed.depends_on:

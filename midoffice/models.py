@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from midoffice.config import TRANSFORMS_DIR
-from midoffice.contracts import IDENTIFIER, ContractError, feed_names
+from midoffice.contracts import IDENTIFIER, ContractError, feed_names, read_yaml
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
     models = []
     known_feeds = set(feed_names())
     for yml in sorted(directory.glob("*.yml")):
-        meta = yaml.safe_load(yml.read_text())
+        meta = read_yaml(yml)
         name = meta["name"]
         if not IDENTIFIER.match(name) or yml.stem != name:
             raise ContractError(f"{yml}: model name {name!r} must be an identifier equal to the file name")
