@@ -9,8 +9,9 @@ DAYS ?= 5
 END ?= 2026-01-09
 TRADES ?= 2000
 SCHEDULER_LOG ?= .pytest-scheduler.log
+OTHERS_LOG ?= .pytest-others.log
 
-.PHONY: install demo test test-fast bench clean suites
+.PHONY: install demo test bench clean suites
 
 $(BIN)/midoffice: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -29,12 +30,16 @@ demo: install
 	@echo "daily packs:         $(HOME_DIR)/reports/<date>/index.html"
 
 test: install
-	@# The real-scheduler tests mostly wait on Airflow's scheduling loop: run them alongside the rest.
+	@# Three pytest processes side by side on the machine's cores: the real-scheduler tests (they
+	@# mostly wait on Airflow's scheduling loop), the tests that read the shared sample run (made
+	@# once in that process), and the rest. Each one's output is printed when all have finished.
 	@$(BIN)/python -m pytest -q tests/test_scheduler.py > $(SCHEDULER_LOG) 2>&1 & scheduler=$$!; \
-	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py; rest=$$?; \
-	wait $$scheduler; scheduler_rc=$$?; \
-	echo "== tests/test_scheduler.py (run alongside the others):"; cat $(SCHEDULER_LOG); \
-	test $$rest -eq 0 -a $$scheduler_rc -eq 0
+	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "not sample_run" > $(OTHERS_LOG) 2>&1 & others=$$!; \
+	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m sample_run; sample=$$?; \
+	wait $$others; others_rc=$$?; wait $$scheduler; scheduler_rc=$$?; \
+	echo "== the tests that do not read the sample run (alongside):"; cat $(OTHERS_LOG); \
+	echo "== tests/test_scheduler.py (alongside):"; cat $(SCHEDULER_LOG); \
+	test $$sample -eq 0 -a $$others_rc -eq 0 -a $$scheduler_rc -eq 0
 
 suites: install
 	$(BIN)/midoffice suites

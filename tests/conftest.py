@@ -14,6 +14,14 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that read the shared sample run (`-m sample_run`): `make test` runs them in
+    one process, which makes the run once, and the others in another."""
+    for item in items:
+        if "sample_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sample_run)
+
+
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> Path:
     """One Airflow metadata DB for the whole session (db migrate takes seconds)."""

@@ -46,7 +46,8 @@ PHASES = {
     "build": ("build,publish", "validated", "build,publish"),
     "publish": ("publish", "built", "publish"),
 }
-TRIALS = ["ingest", "ingest", "build", "build", "build", "publish", "publish", "publish"]
+# Five trials: each kills at a random point of its phase (~20 s a trial; the suite's time budget).
+TRIALS = ["ingest", "build", "build", "publish", "publish"]
 
 DRIVER = r"""
 import sys
