@@ -23,7 +23,8 @@ import pytest
 
 from conftest import generate_landing
 
-pytestmark = pytest.mark.slow
+# with_sample_run: `make test` runs this module in the sample run's process, to balance the two.
+pytestmark = [pytest.mark.slow, pytest.mark.with_sample_run]
 
 START = "2026-05-04"  # Monday: 04, 05, 06; the generator puts its faults and the storm on the 05
 LINEAGE = ("run_id", "loaded_at")
