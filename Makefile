@@ -10,6 +10,8 @@ END ?= 2026-01-09
 TRADES ?= 2000
 SCHEDULER_LOG ?= .pytest-scheduler.log
 OTHERS_LOG ?= .pytest-others.log
+# The tests run in the sample run's process; every other test runs in the second one.
+SAMPLE_TESTS := sample_run or with_sample_run
 
 .PHONY: install demo test bench clean suites
 
@@ -34,8 +36,8 @@ test: install
 	@# mostly wait on Airflow's scheduling loop), the tests that read the shared sample run (made
 	@# once in that process; marker with_sample_run adds a module to balance), and the rest.
 	@$(BIN)/python -m pytest -q tests/test_scheduler.py > $(SCHEDULER_LOG) 2>&1 & scheduler=$$!; \
-	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "not sample_run and not with_sample_run" > $(OTHERS_LOG) 2>&1 & others=$$!; \
-	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "sample_run or with_sample_run"; sample=$$?; \
+	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "not ($(SAMPLE_TESTS))" > $(OTHERS_LOG) 2>&1 & others=$$!; \
+	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "$(SAMPLE_TESTS)"; sample=$$?; \
 	wait $$others; others_rc=$$?; wait $$scheduler; scheduler_rc=$$?; \
 	echo "== the tests that do not read the sample run (alongside):"; cat $(OTHERS_LOG); \
 	echo "== tests/test_scheduler.py (alongside):"; cat $(SCHEDULER_LOG); \

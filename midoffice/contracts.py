@@ -17,6 +17,9 @@ import yaml
 from midoffice.config import CONTRACTS_FILE
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+TYPES = {"VARCHAR", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"}
+FORMATS = {"csv", "jsonl", "parquet"}
+KINDS = {"reference", "snapshot", "event", "daily"}
 
 # libyaml's loader where PyYAML has it: the pure-Python one takes ~0.8 s to read the contracts and
 # the 26 model files, in every process that builds, publishes or reports.
@@ -26,9 +29,6 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def read_yaml(path: Path):
     """A YAML file of the project's own (contracts, model docs), safely loaded."""
     return yaml.load(Path(path).read_text(), Loader=_YAML_LOADER)
-TYPES = {"VARCHAR", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"}
-FORMATS = {"csv", "jsonl", "parquet"}
-KINDS = {"reference", "snapshot", "event", "daily"}
 
 
 class ContractError(ValueError):
