@@ -82,9 +82,12 @@ with DAG(
     tags=["midoffice"],
 ) as dag:
 
-    @task.short_circuit(task_id="business_date", ignore_downstream_trigger_rules=True, retries=0)
+    # One quick retry: a claim that lost its worker or the metadata DB under load is retried; the
+    # claim is idempotent for the run that made it.
+    @task.short_circuit(task_id="business_date", ignore_downstream_trigger_rules=True, retries=1,
+                        retry_delay=pendulum.duration(seconds=5), retry_exponential_backoff=False)
     def claim_business_date(**context) -> bool:
-        from midoffice.discovery import hand_over, is_delivered
+        from midoffice.discovery import claim, hand_over, is_delivered
 
         day, s, run_id = business_date(context), settings(context), context["run_id"]
         run_type = context["dag_run"].run_type
@@ -92,7 +95,7 @@ with DAG(
             if not is_delivered(s, day):
                 print(f"{day}: nothing delivered yet; the landing watcher starts the date when it arrives")
                 return False
-            if not hand_over(s, day, run_id):
+            if not claim(s, day, run_id):
                 print(f"{day}: another run has the date already")
                 return False
             return True

@@ -39,12 +39,16 @@ def is_delivered(settings: Settings, business_date: str) -> bool:
     return (settings.landing / business_date / "_manifest.json").is_file()
 
 
+def _handover_marker(settings: Settings, business_date: str):
+    return settings.control / "handover" / f"{business_date}.json"
+
+
 def hand_over(settings: Settings, business_date: str, to: str) -> bool:
     """Record that `to` (a run) has the date; False if it had been handed over already.
 
     Exclusive create: of two claimants (the watcher and a scheduled run) exactly one wins.
     """
-    marker = settings.control / "handover" / f"{business_date}.json"
+    marker = _handover_marker(settings, business_date)
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -54,6 +58,19 @@ def hand_over(settings: Settings, business_date: str, to: str) -> bool:
         json.dump({"business_date": business_date, "handed_over_to": to,
                    "handed_over_at": control.utc_now()}, fh, indent=1, sort_keys=True)
     return True
+
+
+def handed_over_to(settings: Settings, business_date: str) -> str | None:
+    """Who has the date (a run id, or the watcher), None if nobody has it yet."""
+    try:
+        return json.loads(_handover_marker(settings, business_date).read_text())["handed_over_to"]
+    except FileNotFoundError:
+        return None
+
+
+def claim(settings: Settings, business_date: str, run_id: str) -> bool:
+    """A run takes the date: True if it has it now, including on a retry of its own claim."""
+    return hand_over(settings, business_date, run_id) or handed_over_to(settings, business_date) == run_id
 
 
 def take_new_dates(settings: Settings, limit: int = 20) -> list[str]:

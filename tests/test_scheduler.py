@@ -91,6 +91,13 @@ def _tis(cluster: AirflowCluster, dag_id: str, run_id: str) -> list[dict]:
     return cluster.api(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")["task_instances"]
 
 
+def _task_logs(cluster: AirflowCluster, dag_id: str, run_id: str, task_id: str) -> str:
+    """The end of every try's log of one task (for a failure message: why did it fail?)."""
+    folder = cluster.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+    return "\n".join(f"==== {log.name}\n{log.read_text()[-3000:]}" for log in sorted(folder.rglob("*.log"))) \
+        or f"(no log under {folder})"
+
+
 def _other_ingest_runs(cluster: AirflowCluster, dates: list[str] = DATES) -> str:
     """The ingest runs for dates nobody dropped, with their tasks' states (for a failure message)."""
     lines = []
@@ -120,7 +127,8 @@ def _check_watcher_runs(cluster: AirflowCluster, dates: list[str] = DATES) -> li
         if _date_of(run) not in dates:
             assert run["run_type"] == "scheduled", run
             states = {ti["task_id"]: ti["state"] for ti in _tis(cluster, INGEST, run["dag_run_id"])}
-            assert states.pop("business_date") == "success" and set(states.values()) <= {"skipped"}, states
+            assert states.pop("business_date") == "success" and set(states.values()) <= {"skipped"}, \
+                f"{states}\n{_task_logs(cluster, INGEST, run['dag_run_id'], 'business_date')}"
     return warehouse
 
 
