@@ -37,6 +37,7 @@ Where runs come from:
 Tasks:
 0. `business_date`: resolves and checks the date, records that this run has it (so the
    watcher does not start it again); a scheduled run that should not go ahead skips everything.
+   Retried once after 5 s (a worker or metadata-DB fault); a retry finds its own claim.
 1. `wait_<feed>`: waits (rescheduling, not holding a worker slot) until the date's manifest
    lists the feed and its file is there, at most `wait_seconds` (conf, default
    `$MIDOFFICE_WAIT_SECONDS`, else 0). A feed that does not come in time is skipped here and
