@@ -45,7 +45,9 @@ def run_date(settings, business_date: str, run_id: str) -> dict[str, str]:
     for feed in ingest_order():
         ingest_feed(settings, business_date, feed, run_id)
     gates = {feed: validate_and_gate(settings, business_date, feed, run_id)["gate"] for feed in ingest_order()}
-    build_warehouse(settings, business_date, run_id)
+    built = build_warehouse(settings, business_date, run_id)
+    # the build says how long each mart it built took (the operator's "which mart was slow")
+    assert set(built["mart_seconds"]) == set(built["built"]) and min(built["mart_seconds"].values()) >= 0
     publish(settings, business_date, run_id)
     return gates
 
