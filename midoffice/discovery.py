@@ -14,6 +14,7 @@ import json
 import os
 import re
 from datetime import date
+from pathlib import Path
 
 from midoffice import control
 from midoffice.config import Settings
@@ -39,7 +40,7 @@ def is_delivered(settings: Settings, business_date: str) -> bool:
     return (settings.landing / business_date / "_manifest.json").is_file()
 
 
-def _handover_marker(settings: Settings, business_date: str):
+def _handover_marker(settings: Settings, business_date: str) -> Path:
     return settings.control / "handover" / f"{business_date}.json"
 
 
