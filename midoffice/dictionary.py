@@ -126,6 +126,11 @@ def inferred_types() -> dict[str, dict[str, str]]:
         con.execute("SET VARIABLE var_scenarios = 250")
         con.execute("SET VARIABLE quarantine_threshold = 0.01")
         for m in load_models():
+            if m.spans:  # its view (warehouse/marts.sql, made by create_schema) gives the rows
+                out[m.name] = {r[0]: r[1] for r in con.execute(f'DESCRIBE main."{m.name}"').fetchall()}
+                for table in m.stored_tables:
+                    out[table] = {r[0]: r[1] for r in con.execute(f'DESCRIBE main."{table}"').fetchall()}
+                continue
             lineage = ("CAST(NULL AS TIMESTAMP) AS loaded_at" if m.own_run_id
                        else "CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS TIMESTAMP) AS loaded_at")
             select = f"SELECT *, {lineage} FROM ({m.sql})"
@@ -159,10 +164,38 @@ def published_columns(con) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def storage_tables(m: Model) -> dict[str, tuple[str, dict[str, str]]]:
+    """The tables behind a mart stored as spans (its name is a view over them), documented from
+    the mart's own columns."""
+    if not m.spans:
+        return {}
+    state = {c: m.columns[c] for c in m.state_columns}
+    return {
+        m.spans_table: (
+            f"How {m.name} is stored: one row per trade and run of consecutive dates over which its "
+            f"state (every column of {m.name} but {', '.join(m.per_date_columns)}) stays the same. "
+            f"Query {m.name} (a view over this table) for a row per trade and date.",
+            state | {
+                "valid_from": "First date of the run (a date of " + m.dates_table + ").",
+                "valid_to": "Last date of the run; null while the state still holds on the latest date.",
+                "run_id": "Pipeline run that recorded the state.",
+                "loaded_at": "When the state was recorded (UTC, lineage).",
+            },
+        ),
+        m.dates_table: (f"The dates {m.name} was built for.",
+                        {"as_of_date": f"A business date {m.name} has rows for."}),
+    }
+
+
+def side_tables() -> dict[str, tuple[str, dict[str, str]]]:
+    """Every published table that is not a mart: the control tables and the marts' storage."""
+    return CONTROL_TABLES | {t: v for m in load_models() for t, v in storage_tables(m).items()}
+
+
 def described_columns() -> dict[str, dict[str, str]]:
     """table -> {column: description} for every table the dictionary documents."""
     out = {m.name: dict(m.columns) for m in load_models()}
-    out.update({t: dict(cols) for t, (_, cols) in CONTROL_TABLES.items()})
+    out.update({t: dict(cols) for t, (_, cols) in side_tables().items()})
     return out
 
 
@@ -231,8 +264,8 @@ def render_markdown(docs: list[MartDoc] | None = None) -> str:
         first = _cell(d.model.description.split(". ")[0].rstrip(".")) + "."
         out.append(f"| [{d.model.name}](#{d.model.name}) | {', '.join(d.model.grain)} | {d.model.partition} | "
                    f"{', '.join(d.upstream_feeds) or '—'} | {first} |")
-    out += ["", "Control tables published beside the marts: "
-            + ", ".join(f"[{t}](#{t})" for t in CONTROL_TABLES) + ".", ""]
+    out += ["", "Control and storage tables published beside the marts: "
+            + ", ".join(f"[{t}](#{t})" for t in side_tables()) + ".", ""]
     out += ["## Lineage", "", "Feeds (left) feed marts; a mart is rebuilt for a date only when every feed "
             "upstream of it passed its gate, otherwise it keeps its previously published rows "
             "(`build_log` says which).", "", "```mermaid", "flowchart LR"]
@@ -262,8 +295,8 @@ def render_markdown(docs: list[MartDoc] | None = None) -> str:
         if m.example.strip():
             out += ["", "Example:", "", "```sql", m.example.strip(), "```"]
         out.append("")
-    out += ["## Control tables", ""]
-    for t, (desc, cols) in CONTROL_TABLES.items():
+    out += ["## Control and storage tables", ""]
+    for t, (desc, cols) in side_tables().items():
         out += [f"### {t}", "", desc, "", "| column | description |", "|---|---|"]
         out += [f"| `{c}` | {_cell(v)} |" for c, v in cols.items()]
         out.append("")
@@ -332,7 +365,7 @@ def render_html(business_date: str | None = None, published: dict[str, list[tupl
         sub += f' <a href="{_e(back_link)}">Back to the daily pack</a>.'
     parts.append(f'<div class="sub">{sub}</div>')
     parts.append("<nav>" + "".join(f'<a href="#{d.model.name}">{d.model.name}</a>' for d in docs)
-                 + "".join(f'<a href="#{t}">{t}</a>' for t in CONTROL_TABLES)
+                 + "".join(f'<a href="#{t}">{t}</a>' for t in side_tables())
                  + "".join(f'<a href="#feed-{f}">feed {f}</a>' for f in feeds) + "</nav>")
     parts.append("<h2>Marts</h2>")
     for d in docs:
@@ -364,8 +397,8 @@ def render_html(business_date: str | None = None, published: dict[str, list[tupl
             + f"<tbody>{body}</tbody></table>"
             + (f"<p><b>Example</b></p><pre>{_e(m.example.strip())}</pre>" if m.example.strip() else "")
             + "</section>")
-    parts.append("<h2>Control tables</h2>")
-    for t, (desc, cols) in CONTROL_TABLES.items():
+    parts.append("<h2>Control and storage tables</h2>")
+    for t, (desc, cols) in side_tables().items():
         parts.append(f'<section id="{t}"><h3>{t}</h3><p>{_e(desc)}</p><table><thead><tr><th>column</th>'
                      "<th>description</th></tr></thead><tbody>"
                      + "".join(f"<tr><td><code>{_e(c)}</code></td><td>{_e(v)}</td></tr>" for c, v in cols.items())

@@ -39,10 +39,32 @@ class Model:
     # (warehouse.build_plan)
     chunk_feed: str | None = None
     chunk_rows: int = 0
+    # stored as status spans (midoffice.spans): the query gives each row's state, every column but
+    # these, which the model's view (warehouse/marts.sql) computes for each date
+    spans: bool = False
+    per_date_columns: tuple[str, ...] = ()
 
     @property
     def lineage(self) -> tuple[str, ...]:
         return ("loaded_at",) if self.own_run_id else ("run_id", "loaded_at")
+
+    @property
+    def state_columns(self) -> list[str]:
+        """The columns the query gives: for a spans model, what a span holds."""
+        return [c for c in self.columns if c not in self.per_date_columns and c not in self.lineage]
+
+    @property
+    def spans_table(self) -> str:
+        return f"{self.name}_spans"
+
+    @property
+    def dates_table(self) -> str:
+        return f"{self.name}_dates"
+
+    @property
+    def stored_tables(self) -> list[str]:
+        """The tables holding the model's rows (a spans model's name is its view)."""
+        return [self.spans_table, self.dates_table] if self.spans else [self.name]
 
 
 @lru_cache(maxsize=2)
@@ -81,6 +103,8 @@ def load_models(directory: Path = TRANSFORMS_DIR) -> list[Model]:
             carries_previous_date=bool(meta.get("carries_previous_date", False)),
             chunk_feed=(meta.get("chunks") or {}).get("feed"),
             chunk_rows=int((meta.get("chunks") or {}).get("rows", 0)),
+            spans=meta.get("stored_as", "rows") == "spans",
+            per_date_columns=tuple(meta.get("per_date_columns", [])),
         ))
     return _dependency_order(models)
 

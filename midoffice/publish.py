@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from midoffice import control
+from midoffice import control, spans
 from midoffice.config import Settings
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.models import Model, load_models
@@ -61,9 +61,9 @@ def _same_tables(con, models: list[Model]) -> bool:
     build_db = con.execute("SELECT current_database()").fetchone()[0]
     published = {r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'").fetchall()}
-    expected = {m.name for m in models} | {"build_log", "publication"}
+    expected = {t for m in models for t in m.stored_tables} | {"build_log", "publication"}
     return published == expected and all(
-        _columns(con, "pub", m.name) == _columns(con, build_db, m.name) for m in models)
+        _columns(con, "pub", t) == _columns(con, build_db, t) for m in models for t in [m.name, *m.stored_tables])
 
 
 def _generation(con) -> int | None:
@@ -99,11 +99,33 @@ def _open_as_base(con, staging: Path, models: list[Model]) -> int | None:
 # within it cost 1.1 s of a 1M-trade date's 6 s publication. The extracts are sorted.
 def _copy_whole(con, models: list[Model]) -> None:
     for model in models:
-        con.execute(f"CREATE TABLE pub.{q(model.name)} AS SELECT * FROM main.{q(model.name)}")
+        for table in model.stored_tables:
+            con.execute(f"CREATE TABLE pub.{q(table)} AS SELECT * FROM main.{q(table)}")
+    for model in models:
+        if model.spans:  # the view, as the build's file defines it: it reads the file it is in
+            sql = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = current_database() "
+                              "AND schema_name = 'main' AND view_name = ?", [model.name]).fetchone()[0]
+            head = f"CREATE VIEW {model.name} AS"
+            if not sql.startswith(head):
+                raise RuntimeError(f"{model.name}: unexpected view definition {sql[:80]!r}")
+            con.execute(f"CREATE VIEW pub.main.{q(model.name)} AS" + sql[len(head):])
+
+
+def _replay_spans(con, model: Model, dates: list[str]) -> None:
+    """Bring the published spans up to date: write each changed date's rows (the build's spans
+    holding on it) in them, oldest first, as the build did (the spans' normal form is the same
+    whatever the order of the writes, midoffice.spans)."""
+    built = {str(r[0]) for r in con.execute(f"SELECT as_of_date FROM main.{q(model.dates_table)}").fetchall()}
+    for day in sorted(d for d in dates if d in built):
+        spans.add_date(con, model, "pub", day)
+        spans.write_date(con, model, "pub", day, spans.rows_on(model, "main", day))
 
 
 def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
     for model in models:
+        if model.spans:
+            _replay_spans(con, model, dates)
+            continue
         where = f"{q(model.partition)} IN (SELECT CAST(unnest(?) AS DATE))"
         con.execute(f"DELETE FROM pub.{q(model.name)} WHERE {where}", [dates])
         con.execute(f"INSERT INTO pub.{q(model.name)} SELECT * FROM main.{q(model.name)} WHERE {where}",
@@ -142,7 +164,7 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
-        models = [m for m in load_models() if m.name in existing]
+        models = [m for m in load_models() if set(m.stored_tables) <= existing]
         unpublished = [str(r[0]) for r in con.execute(
             "SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
         mode, dates = _prepare_staging(con, settings, staging, models)
@@ -160,8 +182,8 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
             "CAST(? AS TIMESTAMP) AS published_at, CAST(? AS BIGINT) AS generation",
             [run_id, business_date, started_at.rstrip("Z"), generation],
         )
-        for model in models:
-            tables[model.name] = con.execute(f"SELECT count(*) FROM pub.{q(model.name)}").fetchone()[0]
+        for table in (t for m in models for t in m.stored_tables):  # a spans model: its spans, not rows
+            tables[table] = con.execute(f"SELECT count(*) FROM pub.{q(table)}").fetchone()[0]
         con.execute("DETACH pub")  # checkpoints the new file: no .wal is left beside it
         con.execute("INSERT INTO core.published_dates SELECT ?, CAST(unnest(?) AS DATE)", [generation, unpublished])
     except Exception as exc:

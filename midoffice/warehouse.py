@@ -15,7 +15,7 @@ import json
 import time
 from datetime import date, timedelta
 
-from midoffice import control
+from midoffice import control, spans
 from midoffice.config import WAREHOUSE_DDL_DIR, Settings
 from midoffice.contracts import Feed, ingest_order, load_contracts
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
@@ -37,6 +37,13 @@ def create_schema(con) -> None:
             f"CREATE TABLE IF NOT EXISTS core.{q(feed.name)} "
             f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
         )
+    for model in load_models():
+        if model.spans and con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?", [model.name]).fetchone()[0]:
+            raise AuditError(f"{model.name}: this warehouse holds it as a table of rows, the model now stores "
+                             "status spans; rebuild the warehouse (midoffice run over the whole range with a "
+                             "fresh --home)")
     con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
 
 
@@ -162,12 +169,14 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
         select = f"SELECT *, CAST(? AS VARCHAR) AS run_id, CAST(? AS TIMESTAMP) AS loaded_at FROM ({model.sql})"
         params = [run_id, loaded_at]
     new_cols = con.sql(model.sql).columns + list(model.lineage)  # bound, not run
-    documented = list(model.columns)
+    documented = (model.state_columns + list(model.lineage)) if model.spans else list(model.columns)
     if new_cols != documented:
         raise AuditError(
             f"{model.name}: the query's columns {new_cols} differ from the documented columns {documented} "
             f"(transforms/{model.name}.yml)"
         )
+    if model.spans:
+        return _build_spans(con, model, business_date, select, params)
     existing = _table_columns(con, "main", model.name)
     if existing is None:
         con.execute(f"CREATE TABLE main.{q(model.name)} AS SELECT * FROM ({select}) WHERE false", params)
@@ -190,6 +199,37 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
             rows += con.execute(f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0]
     finally:
         con.execute(f"SET threads = {threads}")
+    return rows
+
+
+def _build_spans(con, model: Model, business_date: str, select: str, params: list) -> int:
+    """A spans model's date: each chunk's rows are evaluated, then written as spans (midoffice.spans);
+    its view (warehouse/marts.sql) gives the rows back."""
+    view = _table_columns(con, "main", model.name)
+    if view != list(model.columns):
+        raise AuditError(f"{model.name}: its view (warehouse/marts.sql) has columns {view}, the documented "
+                         f"columns are {list(model.columns)} (transforms/{model.name}.yml)")
+    spans.add_date(con, model, "main", business_date)
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    chunks, model_threads = build_plan(con, model, business_date, threads)
+    con.execute("SET VARIABLE chunk_count = ?", [chunks])
+    only_date = spans.neighbours(con, model, "main", business_date) == (None, None)
+    rows = 0
+    try:
+        for chunk in range(chunks):
+            con.execute("SET VARIABLE chunk = ?", [chunk])
+            con.execute(f"SET threads = {model_threads}")
+            in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks} = {chunk}"
+            if only_date:
+                rows += spans.write_only_date(con, model, "main", business_date, f"({select})", params, in_chunk)
+                continue
+            con.execute(f"CREATE OR REPLACE TEMP TABLE span_rows AS {select}", params)
+            con.execute(f"SET threads = {threads}")
+            spans.write_date(con, model, "main", business_date, "span_rows", in_chunk)
+            rows += con.execute("SELECT count(*) FROM span_rows").fetchone()[0]
+    finally:
+        con.execute(f"SET threads = {threads}")
+        con.execute("DROP TABLE IF EXISTS span_rows")
     return rows
 
 

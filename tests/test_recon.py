@@ -262,13 +262,14 @@ def check_incremental_equals_full(settings, dates: list[str], chunked_every: int
     `chunked_every`-th date and the last."""
     from midoffice.models import load_models
 
-    sql = next(m for m in load_models() if m.name == "ops_trade_recon").sql
+    model = next(m for m in load_models() if m.name == "ops_trade_recon")
+    sql, state = model.sql, ", ".join(model.state_columns)  # the query gives each trade's state
     con = duckdb.connect(str(settings.build_db), read_only=True)
     try:
         con.execute("SET VARIABLE carry_from_date = NULL")
         for i, d in enumerate(dates):
             con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [d])
-            built = f"SELECT * EXCLUDE (run_id, loaded_at) FROM main.ops_trade_recon WHERE as_of_date = DATE '{d}'"
+            built = f"SELECT {state} FROM main.ops_trade_recon WHERE as_of_date = DATE '{d}'"
             n = con.execute(f"SELECT count(*) FROM ({built})").fetchone()[0]
             assert n > 0, d
             in_chunks = i % chunked_every == 0 or i == len(dates) - 1

@@ -404,7 +404,8 @@ def test_extracts_hold_every_published_mart_for_the_date(sample_run, last_date):
     models = {m.name: m for m in load_models()}
     con = published(sample_run["home"])
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                            "UNION ALL SELECT view_name FROM duckdb_views()").fetchall()}
         assert {e["mart"] for e in index["extracts"]} == tables & set(models)
         for e in index["extracts"]:
             m = models[e["mart"]]

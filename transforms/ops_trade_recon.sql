@@ -1,4 +1,7 @@
--- Front-to-back reconciliation of every trade in the recon window, as known on the business date.
+-- Front-to-back reconciliation of every trade in the recon window, as known on the business date:
+-- each trade's state (status, both sides, first_seen_date). The build stores a state once for the
+-- run of dates it holds (ops_trade_recon_spans, warehouse/marts.sql); the ops_trade_recon view
+-- adds what changes every date (as_of_date, notional_usd at the date's FX, age_bd, age_bucket).
 --
 -- Front: a trade's current version = its highest version delivered up to the date.
 -- Back: a settlement's current state = its latest delivered row; a trade's current settlement is
@@ -17,13 +20,13 @@
 --
 -- Incremental: when the previous business date's rows are known to be current (carry_from_date,
 -- set by the build), only the trades that can differ from them are evaluated as above (touched);
--- every other row is the previous one, a day older and revalued (carried). Both ways give the
+-- every other trade's state is the previous date's (carried). Both ways give the
 -- same rows (tests/test_recon.py compares them date by date); the incremental one costs what
 -- the date's deliveries cost instead of the whole window's history (~10x less at 20 dates).
 --
 -- Chunks: a date with many trades is built in chunks of trades (the build sets chunk_count and
 -- chunk; yml `chunks`), each from its share of the events: every figure here is per trade, so
--- the chunks' rows together are the date's rows (FX, per currency, is read whole by each chunk).
+-- the chunks' rows together are the date's rows.
 --
 -- Business dates are weekdays. bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4)
 -- numbers them consecutively (a weekend day counts as the Friday before it), and
@@ -54,7 +57,7 @@ bounds AS (
 
 previous AS (
     -- the previous business date's rows (none when every trade is evaluated)
-    SELECT p.* EXCLUDE (age_bucket, run_id, loaded_at)
+    SELECT p.* EXCLUDE (as_of_date, notional_usd, age_bd, age_bucket, run_id, loaded_at)
     FROM main.ops_trade_recon p, bounds b
     WHERE p.as_of_date = b.carry_from_date
       AND (b.chunk_count = 1 OR hash(p.trade_id) % b.chunk_count = b.chunk)
@@ -336,16 +339,8 @@ back_today AS (
     )
 ),
 
-fx AS (
-    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
-    FROM core.fx_rates, bounds b
-    WHERE rate_date BETWEEN b.lookback_start AND b.as_of_date AND business_date <= b.as_of_date
-    GROUP BY currency
-),
-
 recon AS (
     SELECT
-        b.as_of_date,
         t.trade_id,
         t.status,
         f.book,
@@ -370,39 +365,17 @@ recon AS (
         f.version - s.trade_version AS version_diff,
         f.quantity - s.quantity AS quantity_diff,
         f.quantity * f.price - s.settlement_amount AS amount_diff,
-        coalesce(f.quantity * f.price, s.settlement_amount) * fx.usd_per_unit AS notional_usd,
-        CASE WHEN t.is_break THEN r.first_seen_date END AS first_seen_date,
-        CASE WHEN t.is_break THEN
-            (5 * (date_diff('day', DATE '1970-01-05', b.as_of_date) // 7)
-                + least(date_diff('day', DATE '1970-01-05', b.as_of_date) % 7, 4))
-            - (5 * (date_diff('day', DATE '1970-01-05', r.first_seen_date) // 7)
-                + least(date_diff('day', DATE '1970-01-05', r.first_seen_date) % 7, 4))
-        END AS age_bd
+        CASE WHEN t.is_break THEN r.first_seen_date END AS first_seen_date
     FROM today t
-    CROSS JOIN bounds b
     LEFT JOIN front_today f ON f.trade_id = t.trade_id
     LEFT JOIN back_today s ON s.trade_id = t.trade_id
     LEFT JOIN break_runs r ON r.trade_id = t.trade_id
-    LEFT JOIN fx ON fx.currency = coalesce(f.currency, s.currency)
 ),
 
 carried AS (
-    -- the previous date's rows of the other trades that are still in the window, as of the date:
-    -- the same status and first_seen_date, a day older, valued at the date's FX rates
-    SELECT
-        p.* REPLACE (
-            b.as_of_date AS as_of_date,
-            coalesce(p.front_amount, p.back_amount) * fx.usd_per_unit AS notional_usd,
-            CASE WHEN p.first_seen_date IS NOT NULL THEN
-                (5 * (date_diff('day', DATE '1970-01-05', b.as_of_date) // 7)
-                    + least(date_diff('day', DATE '1970-01-05', b.as_of_date) % 7, 4))
-                - (5 * (date_diff('day', DATE '1970-01-05', p.first_seen_date) // 7)
-                    + least(date_diff('day', DATE '1970-01-05', p.first_seen_date) % 7, 4))
-            END AS age_bd
-        )
-    FROM previous p
-    CROSS JOIN bounds b
-    LEFT JOIN fx ON fx.currency = coalesce(p.front_currency, p.back_currency)
+    -- the previous date's states of the other trades that are still in the window
+    SELECT p.*
+    FROM previous p, bounds b
     WHERE p.trade_id NOT IN (SELECT trade_id FROM touched_in_chunk)
       AND CASE
               WHEN p.front_version IS NOT NULL THEN
@@ -413,16 +386,7 @@ carried AS (
 ),
 
 final AS (
-    SELECT
-        *,
-        CASE
-            WHEN age_bd IS NULL THEN NULL
-            WHEN age_bd <= 1 THEN '0-1'
-            WHEN age_bd <= 5 THEN '2-5'
-            WHEN age_bd <= 30 THEN '6-30'
-            ELSE '>30'
-        END AS age_bucket
-    FROM (SELECT * FROM recon UNION ALL SELECT * FROM carried)
+    SELECT * FROM recon UNION ALL SELECT * FROM carried
 )
 
 SELECT * FROM final ORDER BY trade_id

@@ -1,8 +1,22 @@
--- Tables of the marts whose model reads its own rows of the previous business date (yml:
--- carries_previous_date). Their query cannot bind before the table exists, so the table is
--- declared here; the build checks that its columns are the model's, in order.
-CREATE TABLE IF NOT EXISTS main.ops_trade_recon (
-    as_of_date            DATE,
+-- Tables a model reads before it is first built: the view below (fx_daily) and the recon's
+-- own spans (it carries its previous date's states; yml: carries_previous_date). The build checks
+-- that their columns are the models', in order.
+CREATE TABLE IF NOT EXISTS main.fx_daily (
+    as_of_date    DATE,
+    currency      VARCHAR,
+    usd_per_unit  DOUBLE,
+    rate_date     DATE,
+    run_id        VARCHAR,
+    loaded_at     TIMESTAMP
+);
+
+-- ops_trade_recon is stored as status spans (yml: stored_as: spans, midoffice/spans.py): one row
+-- per trade and run of consecutive recon dates over which its state (every column but the
+-- per-date ones) stays the same, valid_from .. valid_to (NULL: still so on the latest date). A
+-- trade is in a 20-date window and its state rarely changes, so a date adds the trades whose
+-- state changed instead of every trade of the window again: the cost of a date follows its
+-- deliveries, not the window.
+CREATE TABLE IF NOT EXISTS main.ops_trade_recon_spans (
     trade_id              VARCHAR,
     status                VARCHAR,
     book                  VARCHAR,
@@ -27,10 +41,71 @@ CREATE TABLE IF NOT EXISTS main.ops_trade_recon (
     version_diff          BIGINT,
     quantity_diff         DOUBLE,
     amount_diff           DOUBLE,
-    notional_usd          DOUBLE,
     first_seen_date       DATE,
-    age_bd                BIGINT,
-    age_bucket            VARCHAR,
+    valid_from            DATE,
+    valid_to              DATE,
     run_id                VARCHAR,
     loaded_at             TIMESTAMP
 );
+
+-- The dates the recon was built for (a date whose build was skipped and never made has no rows).
+CREATE TABLE IF NOT EXISTS main.ops_trade_recon_dates (
+    as_of_date  DATE
+);
+
+-- One row per trade in the recon window and date, as analysts query it: the span holding on the
+-- date, valued at the date's FX rates (fx_daily) and aged to the date. Business dates are
+-- weekdays; bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4) numbers them.
+CREATE VIEW IF NOT EXISTS main.ops_trade_recon AS
+WITH held AS (
+    SELECT
+        d.as_of_date,
+        s.*,
+        (5 * (date_diff('day', DATE '1970-01-05', d.as_of_date) // 7)
+            + least(date_diff('day', DATE '1970-01-05', d.as_of_date) % 7, 4))
+        - (5 * (date_diff('day', DATE '1970-01-05', s.first_seen_date) // 7)
+            + least(date_diff('day', DATE '1970-01-05', s.first_seen_date) % 7, 4)) AS age_bd
+    FROM ops_trade_recon_dates d
+    JOIN ops_trade_recon_spans s
+      ON s.valid_from <= d.as_of_date AND d.as_of_date <= coalesce(s.valid_to, DATE '9999-12-31')
+)
+SELECT
+    h.as_of_date,
+    h.trade_id,
+    h.status,
+    h.book,
+    h.instrument_id,
+    h.side,
+    h.trade_date,
+    h.settle_date,
+    h.front_version,
+    h.front_event_type,
+    h.front_quantity,
+    h.front_price,
+    h.front_amount,
+    h.front_currency,
+    h.settlement_id,
+    h.settlement_status,
+    h.back_version,
+    h.back_quantity,
+    h.back_amount,
+    h.back_currency,
+    h.intended_settle_date,
+    h.custodian,
+    h.version_diff,
+    h.quantity_diff,
+    h.amount_diff,
+    coalesce(h.front_amount, h.back_amount) * fx.usd_per_unit AS notional_usd,
+    h.first_seen_date,
+    h.age_bd,
+    CASE
+        WHEN h.age_bd IS NULL THEN NULL
+        WHEN h.age_bd <= 1 THEN '0-1'
+        WHEN h.age_bd <= 5 THEN '2-5'
+        WHEN h.age_bd <= 30 THEN '6-30'
+        ELSE '>30'
+    END AS age_bucket,
+    h.run_id,
+    h.loaded_at
+FROM held h
+LEFT JOIN fx_daily fx ON fx.as_of_date = h.as_of_date AND fx.currency = coalesce(h.front_currency, h.back_currency);
