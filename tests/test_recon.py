@@ -539,6 +539,31 @@ def test_a_rebuild_of_an_earlier_date_gives_the_daily_ages(handmade, tmp_path):
     assert carried_dates(settings, DAYS[5:]) == DAYS[5:6]
 
 
+def test_a_rebuild_in_chunks_of_trades_gives_the_same_rows(handmade, monkeypatch):
+    """A date with many trades is built chunk by chunk (each chunk's trades' spans written on
+    their own): two middle dates, rebuilt in chunks of one trade, give the rows they had, and so
+    does every other date (the spans they share were cut and joined again)."""
+    from dataclasses import replace
+
+    import midoffice.warehouse as warehouse
+    from midoffice.publish import publish
+
+    settings = handmade["settings"]
+    models = [replace(m, chunk_rows=1) if m.name == "ops_trade_recon" else m for m in warehouse.load_models()]
+    recon = next(m for m in models if m.name == "ops_trade_recon")
+    monkeypatch.setattr(warehouse, "load_models", lambda: models)
+    before = {d: recon_mart(handmade["db"], d) for d in DAYS}
+    con = duckdb.connect(str(settings.build_db), read_only=True)
+    try:
+        assert all(warehouse.build_plan(con, recon, d, 2)[0] > 1 for d in (DAYS[1], DAYS[3]))
+    finally:
+        con.close()
+    for d in (DAYS[1], DAYS[3]):
+        warehouse.build_warehouse(settings, d, f"test_recon__chunked_{d}")
+        publish(settings, d, f"test_recon__chunked_{d}")
+    assert {d: recon_mart(handmade["db"], d) for d in DAYS} == before
+
+
 @pytest.mark.slow
 def test_trades_leave_the_recon_window_after_20_business_dates(tmp_path, airflow_home):
     """Twenty-two generated dates (the window and two more): trades age out of the window, breaks
