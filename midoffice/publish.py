@@ -10,7 +10,8 @@ files take turns: marts.duckdb (current) and marts.previous.duckdb (a hard link 
 published before it, which readers that connected before the last publication may still hold).
 The next publication takes the previous file, replaces in it only the dates that changed since
 it was current (core.published_dates and core.unpublished_dates), and puts it in place: no copy
-of the whole warehouse. When that file is still open in a reader (DuckDB's lock says so), or
+of the whole warehouse. A mart stored as spans (the recon) has no rows of a date to replace: the
+changed dates' states are written into its spans as the build wrote them (midoffice.spans). When that file is still open in a reader (DuckDB's lock says so), or
 missing, the current file is copied instead (a cost that grows with the history); when there is
 none, or its tables no longer match the build's (a mart added or changed), every mart is copied
 whole.

@@ -37,14 +37,14 @@ def create_schema(con) -> None:
             f"CREATE TABLE IF NOT EXISTS core.{q(feed.name)} "
             f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
         )
-    for model in load_models():
-        if model.spans and con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                "AND schema_name = 'main' AND table_name = ?", [model.name]).fetchone()[0]:
+    con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
+    for model in (m for m in load_models() if m.spans):
+        kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
+                           "AND table_schema = 'main' AND table_name = ?", [model.name]).fetchone()
+        if kind != ("VIEW",):  # CREATE VIEW IF NOT EXISTS leaves a table of the name as it is
             raise AuditError(f"{model.name}: this warehouse holds it as a table of rows, the model now stores "
                              "status spans; rebuild the warehouse (midoffice run over the whole range with a "
                              "fresh --home)")
-    con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
 
 
 def _replace_feed_partition(con, settings: Settings, feed: Feed, business_date: str, run_id: str) -> int:

@@ -56,10 +56,12 @@ bounds AS (
 ),
 
 previous AS (
-    -- the previous business date's rows (none when every trade is evaluated)
-    SELECT p.* EXCLUDE (as_of_date, notional_usd, age_bd, age_bucket, run_id, loaded_at)
-    FROM main.ops_trade_recon p, bounds b
-    WHERE p.as_of_date = b.carry_from_date
+    -- the previous business date's states (none when every trade is evaluated): its spans, read
+    -- with the date as a constant so that only the spans that can hold on it are scanned
+    SELECT p.* EXCLUDE (valid_from, valid_to, run_id, loaded_at)
+    FROM main.ops_trade_recon_spans p, bounds b
+    WHERE p.valid_from <= CAST(getvariable('carry_from_date') AS DATE)
+      AND coalesce(p.valid_to, DATE '9999-12-31') >= CAST(getvariable('carry_from_date') AS DATE)
       AND (b.chunk_count = 1 OR hash(p.trade_id) % b.chunk_count = b.chunk)
 ),
 
@@ -389,4 +391,5 @@ final AS (
     SELECT * FROM recon UNION ALL SELECT * FROM carried
 )
 
-SELECT * FROM final ORDER BY trade_id
+-- not sorted: only the states that changed are written (midoffice.spans), in no particular order
+SELECT * FROM final
