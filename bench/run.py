@@ -133,11 +133,16 @@ con.execute(f"SET VARIABLE as_of_date = DATE '{day}'")
 con.execute("SET VARIABLE reporting_currency = 'USD'")
 con.execute("SET VARIABLE var_scenarios = 250")
 con.execute("SET VARIABLE quarantine_threshold = 0.01")
-con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())  # the recon reads its own table
+con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())  # the recon reads its own spans
+declared = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
 for m in load_models():
     select = f"SELECT *, NULL::VARCHAR AS run_id_, NULL::TIMESTAMP AS loaded_at FROM ({m.sql})"
-    con.execute(f"INSERT INTO main.{m.name} {select}" if m.carries_previous_date
-                else f"CREATE TABLE main.{m.name} AS {select}")
+    if m.spans:  # its rows straight into its spans, as a first build of a date writes them
+        con.execute(f"INSERT INTO main.{m.dates_table} VALUES (DATE '{day}')")
+        con.execute(f"INSERT INTO main.{m.spans_table} SELECT *, DATE '{day}', NULL, NULL, NULL FROM ({m.sql})")
+    else:
+        con.execute(f"INSERT INTO main.{m.name} {select}" if m.name in declared
+                    else f"CREATE TABLE main.{m.name} AS {select}")
 con.execute("CHECKPOINT")
 print(time.perf_counter() - t)
 """
