@@ -188,15 +188,22 @@ def _build_model(con, model: Model, business_date: str, run_id: str, loaded_at: 
     con.execute(f"DELETE FROM main.{q(model.name)} WHERE {q(model.partition)} = ?", [business_date])
     # Deleting first is safe: a model reads its own table only for earlier dates (the recon's
     # previous business date), never the date it replaces.
+    return _in_chunks(con, model, business_date, lambda chunk, chunks: con.execute(
+        f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0])
+
+
+def _in_chunks(con, model: Model, business_date: str, build_chunk) -> int:
+    """Run build_chunk(chunk, chunks) for each chunk of the date (build_plan) with the model's
+    threads, the chunk in getvariable('chunk'); the rows it wrote, summed."""
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     chunks, model_threads = build_plan(con, model, business_date, threads)
     con.execute("SET VARIABLE chunk_count = ?", [chunks])
-    con.execute(f"SET threads = {model_threads}")
     rows = 0
     try:
         for chunk in range(chunks):
             con.execute("SET VARIABLE chunk = ?", [chunk])
-            rows += con.execute(f"INSERT INTO main.{q(model.name)} {select}", params).fetchone()[0]
+            con.execute(f"SET threads = {model_threads}")
+            rows += build_chunk(chunk, chunks)
     finally:
         con.execute(f"SET threads = {threads}")
     return rows
@@ -210,27 +217,22 @@ def _build_spans(con, model: Model, business_date: str, select: str, params: lis
         raise AuditError(f"{model.name}: its view (warehouse/marts.sql) has columns {view}, the documented "
                          f"columns are {list(model.columns)} (transforms/{model.name}.yml)")
     spans.add_date(con, model, "main", business_date)
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    chunks, model_threads = build_plan(con, model, business_date, threads)
-    con.execute("SET VARIABLE chunk_count = ?", [chunks])
     only_date = spans.neighbours(con, model, "main", business_date) == (None, None)
-    rows = 0
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+
+    def build_chunk(chunk: int, chunks: int) -> int:
+        in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks} = {chunk}"
+        if only_date:
+            return spans.write_only_date(con, model, "main", business_date, f"({select})", params, in_chunk)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE span_rows AS {select}", params)
+        con.execute(f"SET threads = {threads}")  # the comparison holds no chunk's hash tables
+        spans.write_date(con, model, "main", business_date, "span_rows", in_chunk)
+        return con.execute("SELECT count(*) FROM span_rows").fetchone()[0]
+
     try:
-        for chunk in range(chunks):
-            con.execute("SET VARIABLE chunk = ?", [chunk])
-            con.execute(f"SET threads = {model_threads}")
-            in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks} = {chunk}"
-            if only_date:
-                rows += spans.write_only_date(con, model, "main", business_date, f"({select})", params, in_chunk)
-                continue
-            con.execute(f"CREATE OR REPLACE TEMP TABLE span_rows AS {select}", params)
-            con.execute(f"SET threads = {threads}")
-            spans.write_date(con, model, "main", business_date, "span_rows", in_chunk)
-            rows += con.execute("SELECT count(*) FROM span_rows").fetchone()[0]
+        return _in_chunks(con, model, business_date, build_chunk)
     finally:
-        con.execute(f"SET threads = {threads}")
         con.execute("DROP TABLE IF EXISTS span_rows")
-    return rows
 
 
 def _ensure_table(con, model: Model) -> None:
