@@ -148,14 +148,16 @@ def _table_columns(con, schema: str, table: str) -> list[str] | None:
 
 def build_plan(con, model: Model, business_date: str, threads: int) -> tuple[int, int]:
     """(chunks, threads) for the model's date. A chunked model holds at most chunk_rows records
-    of its feed per thread at a time: enough chunks for chunk_rows records each, and as many
-    threads as that leaves room for (each thread's hash tables take their own memory). 10M
-    trades a day: 4 chunks on one thread; 1M: one chunk on two threads."""
+    of its feed per thread at a time: enough chunks for every thread to have its share within
+    that, then as many threads as the chunk size leaves room for (each thread's hash tables take
+    their own memory). More, smaller chunks on every thread beat fewer on one: a chunk reads only
+    its share of the events (10M trades a day: 8 chunks on two threads, 50 s for the recon,
+    against 85 s in 4 chunks on one; 1M: one chunk on two threads)."""
     if not model.chunk_feed or model.chunk_rows <= 0:
         return 1, threads
     records = con.execute(f"SELECT count(*) FROM core.{q(model.chunk_feed)} WHERE business_date = ?",
                           [business_date]).fetchone()[0]
-    chunks = max(1, -(-records // model.chunk_rows))
+    chunks = max(1, -(-records * threads // model.chunk_rows))
     per_chunk = max(1, -(-records // chunks))
     return chunks, max(1, min(threads, model.chunk_rows // per_chunk))
 
@@ -197,11 +199,12 @@ def _in_chunks(con, model: Model, business_date: str, build_chunk) -> int:
     threads, the chunk in getvariable('chunk'); the rows it wrote, summed."""
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     chunks, model_threads = build_plan(con, model, business_date, threads)
-    con.execute("SET VARIABLE chunk_count = ?", [chunks])
+    # UBIGINT, as hash() is: hash(trade_id) % chunk_count then needs no 128-bit arithmetic
+    con.execute("SET VARIABLE chunk_count = CAST(? AS UBIGINT)", [chunks])
     rows = 0
     try:
         for chunk in range(chunks):
-            con.execute("SET VARIABLE chunk = ?", [chunk])
+            con.execute("SET VARIABLE chunk = CAST(? AS UBIGINT)", [chunk])
             con.execute(f"SET threads = {model_threads}")
             rows += build_chunk(chunk, chunks)
     finally:
@@ -221,7 +224,7 @@ def _build_spans(con, model: Model, business_date: str, select: str, params: lis
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
 
     def build_chunk(chunk: int, chunks: int) -> int:
-        in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks} = {chunk}"
+        in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks}::UBIGINT = {chunk}::UBIGINT"
         if only_date:
             return spans.write_only_date(con, model, "main", business_date, f"({select})", params, in_chunk)
         con.execute(f"CREATE OR REPLACE TEMP TABLE span_rows AS {select}", params)

@@ -99,8 +99,8 @@ def test_every_mart_gives_the_same_rows_on_any_number_of_threads(evaluated):
 
 @pytest.mark.parametrize("records, expected", [
     (0, (1, 2)), (1_000, (1, 2)), (1_250, (1, 2)),   # one chunk, half the chunk size or less: two threads
-    (1_251, (1, 1)), (2_500, (1, 1)),                 # one chunk, more than half: one thread
-    (2_501, (2, 1)), (10_000, (4, 1)),                # chunked: a chunk's worth per thread
+    (1_251, (2, 2)), (2_500, (2, 2)),                 # more: chunks of half the size on two threads
+    (2_501, (3, 2)), (10_000, (8, 2)),                # each thread a chunk size's share at most
 ])
 def test_build_plan_keeps_a_threads_share_within_the_chunk_size(records, expected):
     from dataclasses import replace

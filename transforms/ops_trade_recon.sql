@@ -49,9 +49,7 @@ bounds AS (
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start,
         DATE '1970-01-05' + CAST(7 * ((as_of_bd - 60) // 5) + (as_of_bd - 60) % 5 AS INTEGER) AS previous_lookback_start,
-        CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date,
-        coalesce(getvariable('chunk_count'), 1) AS chunk_count,
-        coalesce(getvariable('chunk'), 0) AS chunk
+        CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date
     FROM as_of
 ),
 
@@ -62,35 +60,35 @@ previous AS (
     FROM main.ops_trade_recon_spans p, bounds b
     WHERE p.valid_from <= CAST(getvariable('carry_from_date') AS DATE)
       AND coalesce(p.valid_to, DATE '9999-12-31') >= CAST(getvariable('carry_from_date') AS DATE)
-      AND (b.chunk_count = 1 OR hash(p.trade_id) % b.chunk_count = b.chunk)
+      AND hash(p.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT)
 ),
 
 touched AS (
-    -- the trades whose row can differ from the previous date's: a front or back row delivered on
-    -- the date, or delivered on the date that leaves the lookback; a trade_date or an
+    -- the trades of the chunk whose row can differ from the previous date's: a front or back row
+    -- delivered on the date, or delivered on the date that leaves the lookback; a trade_date or an
     -- instruction's intended date that enters the window; AWAITING_BO, which may turn FO_ONLY.
     -- Every other trade's status and first_seen_date are the previous date's (its change dates
     -- in the window are the same), so its row is carried; a superset here only costs time.
+    -- None when nothing is carried: the constant condition lets DuckDB skip the scans.
     SELECT t.trade_id
     FROM core.trades t, bounds b
-    WHERE t.business_date = b.as_of_date
-       OR (t.business_date >= b.previous_lookback_start AND t.business_date < b.lookback_start)
-       OR (t.business_date BETWEEN b.lookback_start AND b.as_of_date
-           AND t.trade_date > b.carry_from_date AND t.trade_date <= b.as_of_date)
+    WHERE CAST(getvariable('carry_from_date') AS DATE) IS NOT NULL
+      AND (t.business_date = b.as_of_date
+           OR (t.business_date >= b.previous_lookback_start AND t.business_date < b.lookback_start)
+           OR (t.business_date BETWEEN b.lookback_start AND b.as_of_date
+               AND t.trade_date > b.carry_from_date AND t.trade_date <= b.as_of_date))
+      AND hash(t.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT)
     UNION
     SELECT s.trade_id
     FROM core.settlements s, bounds b
-    WHERE s.business_date = b.as_of_date
-       OR (s.business_date >= b.previous_lookback_start AND s.business_date < b.lookback_start)
-       OR (s.business_date BETWEEN b.lookback_start AND b.as_of_date
-           AND s.intended_settle_date > b.carry_from_date AND s.intended_settle_date <= b.as_of_date)
+    WHERE CAST(getvariable('carry_from_date') AS DATE) IS NOT NULL
+      AND (s.business_date = b.as_of_date
+           OR (s.business_date >= b.previous_lookback_start AND s.business_date < b.lookback_start)
+           OR (s.business_date BETWEEN b.lookback_start AND b.as_of_date
+               AND s.intended_settle_date > b.carry_from_date AND s.intended_settle_date <= b.as_of_date))
+      AND hash(s.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT)
     UNION
     SELECT trade_id FROM previous WHERE status = 'AWAITING_BO'
-),
-
-touched_in_chunk AS (
-    SELECT t.trade_id FROM touched t, bounds b
-    WHERE b.chunk_count = 1 OR hash(t.trade_id) % b.chunk_count = b.chunk
 ),
 
 front_events AS (
@@ -103,8 +101,8 @@ front_events AS (
             + least(date_diff('day', DATE '1970-01-05', t.trade_date) % 7, 4) AS trade_bd
     FROM core.trades t, bounds b
     WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
-      AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched_in_chunk))
-      AND (b.chunk_count = 1 OR hash(t.trade_id) % b.chunk_count = b.chunk)
+      AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched))
+      AND hash(t.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT)
 ),
 
 back_events AS (
@@ -114,8 +112,8 @@ back_events AS (
         s.intended_settle_date, s.status
     FROM core.settlements s, bounds b
     WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
-      AND (b.carry_from_date IS NULL OR s.trade_id IN (SELECT trade_id FROM touched_in_chunk))
-      AND (b.chunk_count = 1 OR hash(s.trade_id) % b.chunk_count = b.chunk)
+      AND (b.carry_from_date IS NULL OR s.trade_id IN (SELECT trade_id FROM touched))
+      AND hash(s.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT)
 ),
 
 -- "The row with the highest key" is arg_max(row, key) over a group throughout: a hash
@@ -378,7 +376,7 @@ carried AS (
     -- the previous date's states of the other trades that are still in the window
     SELECT p.*
     FROM previous p, bounds b
-    WHERE p.trade_id NOT IN (SELECT trade_id FROM touched_in_chunk)
+    WHERE p.trade_id NOT IN (SELECT trade_id FROM touched)
       AND CASE
               WHEN p.front_version IS NOT NULL THEN
                   5 * (date_diff('day', DATE '1970-01-05', p.trade_date) // 7)
