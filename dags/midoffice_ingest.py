@@ -12,8 +12,8 @@ from airflow.sdk import DAG, CronPartitionTimetable, Param, PokeReturnValue, Tri
 
 from midoffice.contracts import get_feed, ingest_order
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, record_failure, run_params,
-    settings, wait_seconds,
+    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, record_failure, record_retry,
+    run_params, settings, wait_seconds,
 )
 
 DOC_MD = f"""
@@ -57,7 +57,8 @@ When all twelve feeds of a date have an event for that key, Airflow starts
 `{WAREHOUSE_DAG_ID}` for the date (a `PartitionedAssetTimetable`).
 
 {PARAMS_DOC}, `wait_seconds`. Every task failure is recorded in the run ledger (`pipeline_runs`)
-by a failure callback.
+by a failure callback, and every failed try that is retried by a retry callback
+(`task:<task>:try<n>`, RETRIED).
 """
 
 with DAG(
@@ -79,6 +80,7 @@ with DAG(
         "retry_delay": pendulum.duration(seconds=10),
         "retry_exponential_backoff": True,
         "on_failure_callback": record_failure,
+        "on_retry_callback": record_retry,
     },
     tags=["midoffice"],
 ) as dag:

@@ -11,7 +11,7 @@ from airflow.sdk import DAG, AssetAll, PartitionedAssetTimetable, TriggerRule, t
 
 from midoffice.orchestration import (
     GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, record_failure,
-    run_params, settings,
+    record_retry, run_params, settings,
 )
 
 DOC_MD = f"""
@@ -40,7 +40,7 @@ One run at a time (`max_active_runs=1`), oldest date first: carried state (breac
 backtests, break ages) is recomputed from the dates before, so dates are built in order.
 
 {PARAMS_DOC}. Every task failure is recorded in the run ledger (`pipeline_runs`) by a failure
-callback.
+callback, and every failed try that is retried by a retry callback (`task:<task>:try<n>`, RETRIED).
 """
 
 with DAG(
@@ -57,6 +57,7 @@ with DAG(
         "retry_delay": pendulum.duration(seconds=10),
         "retry_exponential_backoff": True,
         "on_failure_callback": record_failure,
+        "on_retry_callback": record_retry,
     },
     tags=["midoffice"],
 ) as dag:

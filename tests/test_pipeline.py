@@ -135,6 +135,46 @@ def test_rerunning_a_date_leaves_every_mart_with_the_same_rows(clean_run, tmp_pa
         assert after[mart] == before[mart], mart
 
 
+def test_a_task_that_fails_once_is_retried_and_its_failed_try_is_in_the_ledger(clean_run, tmp_path):
+    """A real transient fault: the page's path is taken by a directory, so the report task fails;
+    once its try is in the ledger the obstacle goes (as an operator would clear it), and
+    Airflow's retry, 10 s later, writes the pack."""
+    import threading
+    import time
+
+    home = tmp_path / "home"
+    shutil.copytree(clean_run["home"], home)
+    day = "2026-01-06"
+    page = home / "reports" / day / "index.html"
+    page.unlink()
+    (page / "in-the-way").mkdir(parents=True)
+    runs = home / "lake" / "control" / "runs" / day
+    seen: list[Path] = []
+    run_over = threading.Event()
+
+    def clear_once_the_try_is_recorded() -> None:
+        while not seen and not run_over.is_set():
+            seen.extend(runs.glob("*/task:report:try1.json"))
+            time.sleep(0.2)
+        shutil.rmtree(page, ignore_errors=True)
+
+    clearer = threading.Thread(target=clear_once_the_try_is_recorded, daemon=True)
+    clearer.start()
+    try:
+        outcome = run_pipeline(clean_run["landing"], home, [day])[0]
+    finally:
+        run_over.set()
+        clearer.join()
+    assert seen, "no ledger record of the failed try"
+    record = json.loads(seen[0].read_text())
+    assert record["status"] == "RETRIED" and record["business_date"] == day
+    assert "index.html" in record["message"], record["message"]
+    assert outcome.ok, outcome
+    assert page.is_file() and f"Daily pack — {day}" in page.read_text()
+    report = json.loads((seen[0].parent / "report.json").read_text())
+    assert report["status"] == "SUCCESS"
+
+
 # --- faults: every injected defect lands in dq_quarantine under its rule -----------------------
 
 def test_faults_land_in_quarantine_under_the_right_rule_and_nothing_is_lost(tmp_path, airflow_home):
