@@ -83,7 +83,14 @@ def _keyed_hasher(key: bytes):
 
 
 def register(con, key: bytes) -> None:
-    """Make `client_key(client_id)` available in SQL on this connection only."""
+    """Make `client_key(client_id)` available in SQL on this connection only.
+
+    `client_key` is a macro: the key of an id in the connection's table of known keys (filled
+    once a build by remember_clients), else the HMAC computed in Python (`client_key_hmac`). The
+    lookup is a join inside DuckDB; calling Python for every row was most of what the client
+    marts cost at 10M trades a day (5M positions: 0.4 s against 2.5 s with the memo warm). Either
+    way the key is the same HMAC, and an id the table lacks still gets it.
+    """
     import pyarrow as pa
 
     pseudonym = _keyed_hasher(key)
@@ -91,4 +98,19 @@ def register(con, key: bytes) -> None:
     def _udf(ids):  # pyarrow.Array -> pyarrow.Array (no annotations: DuckDB evaluates them)
         return pa.array([None if v is None else pseudonym(v) for v in ids.to_pylist()], pa.string())
 
-    con.create_function("client_key", _udf, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+    con.create_function("client_key_hmac", _udf, ["VARCHAR"], "VARCHAR", type="arrow", side_effects=False)
+    con.execute("CREATE TEMP TABLE client_keys (client_id VARCHAR NOT NULL, client_key VARCHAR NOT NULL)")
+    # `|| ''` copies the UDF's strings into DuckDB's own memory: coalesce over the Arrow result
+    # alone read freed bytes under PRAGMA verify_parallelism ("Invalid unicode ... detected").
+    con.execute("CREATE TEMP MACRO client_key(id) AS coalesce("
+                "(SELECT k.client_key FROM temp.main.client_keys k WHERE k.client_id = id), client_key_hmac(id) || '')")
+
+
+def remember_clients(con, ids_sql: str, params: list | tuple = ()) -> int:
+    """Compute once the keys of the client ids that `ids_sql` selects (one column), for the
+    client_key lookups of the connection's later statements; the number of new ids."""
+    return con.execute(
+        "INSERT INTO temp.main.client_keys SELECT id, client_key_hmac(id) FROM ("
+        f"SELECT DISTINCT CAST(COLUMNS(*) AS VARCHAR) AS id FROM ({ids_sql})) "
+        "WHERE id IS NOT NULL AND id NOT IN (SELECT client_id FROM temp.main.client_keys)", list(params),
+    ).fetchone()[0]

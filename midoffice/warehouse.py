@@ -21,7 +21,7 @@ from midoffice.contracts import Feed, ingest_order, load_contracts
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.gate import gates_for
 from midoffice.models import Model, load_models
-from midoffice.pseudonym import register as register_client_key, resolve_key
+from midoffice.pseudonym import register as register_client_key, remember_clients, resolve_key
 
 class AuditError(RuntimeError):
     """An invariant of the built marts does not hold; nothing of the date is kept."""
@@ -348,6 +348,8 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         # beside the new core partitions, nothing is published, and the rerun (the task's
         # retry) builds it again from the core, which it replaces first anyway.
         con.execute("COMMIT")
+        # The client file's keys, computed once here, serve every client mart's client_key().
+        remember_clients(con, "SELECT client_id FROM core.clients WHERE business_date = ?", [business_date])
         # The marts run on every thread: their sums over groups are DECIMAL (exact), so the
         # order in which threads combine partial results changes no bit and a rerun gives the
         # same rows (tests/test_parallel_marts.py).

@@ -356,6 +356,24 @@ def sample(sample_run):
         yield sample_run, con
 
 
+def test_client_key_in_sql_is_the_hmac_whether_or_not_the_build_remembered_the_id():
+    """The build computes the client file's keys once and client_key() looks them up; an id it
+    did not remember gets the same HMAC from Python, on any number of threads."""
+    import duckdb
+
+    from midoffice.pseudonym import register, remember_clients
+
+    con = duckdb.connect(config={"threads": 2})
+    register(con, pseudonym_key())
+    assert remember_clients(con, "SELECT 'C' || lpad(range::VARCHAR, 6, '0') FROM range(0, 300000, 2)") == 150_000
+    assert remember_clients(con, "SELECT * FROM (VALUES ('C000000'), (NULL)) ids(id)") == 0  # known, or no id
+    con.execute("PRAGMA verify_parallelism")
+    got = con.execute("SELECT id, client_key(id) FROM (SELECT 'C' || lpad(range::VARCHAR, 6, '0') AS id "
+                      "FROM range(1000) UNION ALL SELECT NULL)").fetchall()
+    assert len(got) == 1001
+    assert all(key == (client_key(i) if i is not None else None) for i, key in got)
+
+
 def test_client_dim_is_the_history_of_the_client_file(sample):
     run, con = sample
     for day in run["dates"]:
