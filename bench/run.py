@@ -110,7 +110,7 @@ from pathlib import Path
 from midoffice.config import WAREHOUSE_DDL_DIR, DEV_PSEUDONYM_KEY
 from midoffice.contracts import load_contracts
 from midoffice.models import load_models
-from midoffice.pseudonym import register
+from midoffice.pseudonym import register, remember_clients
 landing, day, db = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 con = duckdb.connect(db, config={"memory_limit": "16GB", "threads": 2})  # the machine, not our 4 GB cap
 t = time.perf_counter()
@@ -130,6 +130,7 @@ for feed in load_contracts().values():
     con.execute(f"CREATE TABLE core.{feed.name} AS SELECT DATE '{day}' AS business_date, {cols}, "
                 f"NULL::VARCHAR AS run_id FROM {src}")
 con.execute(f"SET VARIABLE as_of_date = DATE '{day}'")
+remember_clients(con, "SELECT client_id FROM core.clients")  # as the build does: keys once, then lookups
 con.execute("SET VARIABLE reporting_currency = 'USD'")
 con.execute("SET VARIABLE var_scenarios = 250")
 con.execute("SET VARIABLE quarantine_threshold = 0.01")
