@@ -150,9 +150,10 @@ def build_plan(con, model: Model, business_date: str, threads: int) -> tuple[int
     """(chunks, threads) for the model's date. A chunked model holds at most chunk_rows records
     of its feed per thread at a time: enough chunks for every thread to have its share within
     that, then as many threads as the chunk size leaves room for (each thread's hash tables take
-    their own memory). More, smaller chunks on every thread beat fewer on one: a chunk reads only
-    its share of the events (10M trades a day: 8 chunks on two threads, 50 s for the recon,
-    against 85 s in 4 chunks on one; 1M: one chunk on two threads)."""
+    their own memory). More, smaller chunks on every thread beat fewer on one, as a chunk reads
+    only its share of the events: 10M trades a day, 8 chunks on two threads, 6.3 s a chunk for
+    the recon's query, against 21 s a chunk for 4 on one (bench/RESULTS.md); 1M: one chunk on
+    two threads."""
     if not model.chunk_feed or model.chunk_rows <= 0:
         return 1, threads
     records = con.execute(f"SELECT count(*) FROM core.{q(model.chunk_feed)} WHERE business_date = ?",
