@@ -79,22 +79,22 @@ def wait_seconds(context) -> int:
 
 def record_failure(context) -> None:
     """on_failure_callback: put the failure in the run ledger (pipeline_runs), not only the logs."""
-    _record_task(context, "FAILED", "")
+    _record_task(context, "FAILED", per_try=False)
 
 
 def record_retry(context) -> None:
     """on_retry_callback: a failed try that Airflow retries is in the ledger too, each try its own
     row (`task:<task>:try<n>`, RETRIED), so a date that succeeded on a retry still shows the
     time and the error of the try that did not."""
-    _record_task(context, "RETRIED", ":try{try_number}")
+    _record_task(context, "RETRIED", per_try=True)
 
 
-def _record_task(context, status: str, suffix: str) -> None:
+def _record_task(context, status: str, per_try: bool) -> None:
     from midoffice.control import record_stage, utc_now
 
     try:
         ti = context["ti"]
-        stage = f"task:{ti.task_id}" + suffix.format(try_number=getattr(ti, "try_number", 0))
+        stage = f"task:{ti.task_id}:try{ti.try_number}" if per_try else f"task:{ti.task_id}"
         record_stage(settings(context), context["run_id"], business_date(context), stage, status, utc_now(),
                      message=str(context.get("exception") or status.lower())[:2000])
     except Exception:  # a callback must never mask the task's own failure
