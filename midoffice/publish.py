@@ -51,10 +51,15 @@ def _remove_leftovers(settings: Settings) -> list[str]:
     return removed
 
 
-def _columns(con, database: str, table: str) -> list[tuple[str, str]]:
-    return con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
-        "AND table_name = ? ORDER BY column_index", [database, table]).fetchall()
+def _columns(con, database: str) -> dict[str, list[tuple[str, str]]]:
+    """Each table and view of the database's main schema: its columns and their types, in order
+    (one catalog query: duckdb_columns() reads every attached database's catalog each time)."""
+    tables: dict[str, list[tuple[str, str]]] = {}
+    for table, column, data_type in con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
+            "AND schema_name = 'main' ORDER BY table_name, column_index", [database]).fetchall():
+        tables.setdefault(table, []).append((column, data_type))
+    return tables
 
 
 def _same_tables(con, models: list[Model]) -> bool:
@@ -63,13 +68,14 @@ def _same_tables(con, models: list[Model]) -> bool:
     published = {r[0] for r in con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'").fetchall()}
     expected = {t for m in models for t in m.stored_tables} | {"build_log", "publication"}
+    pub, build = _columns(con, "pub"), _columns(con, build_db)
     return published == expected and all(
-        _columns(con, "pub", t) == _columns(con, build_db, t) for m in models for t in [m.name, *m.stored_tables])
+        pub.get(t) == build.get(t) for m in models for t in [m.name, *m.stored_tables])
 
 
 def _generation(con) -> int | None:
     """The generation of the attached published file (None: a file from before generations)."""
-    if ("generation", "BIGINT") not in _columns(con, "pub", "publication"):
+    if ("generation", "BIGINT") not in _columns(con, "pub").get("publication", []):
         return None
     row = con.execute("SELECT generation FROM pub.publication").fetchone()
     return row[0] if row else None
@@ -118,8 +124,7 @@ def _replay_spans(con, model: Model, dates: list[str]) -> None:
     whatever the order of the writes, midoffice.spans)."""
     built = {str(r[0]) for r in con.execute(f"SELECT as_of_date FROM main.{q(model.dates_table)}").fetchall()}
     for day in sorted(d for d in dates if d in built):
-        spans.add_date(con, model, "pub", day)
-        spans.write_date(con, model, "pub", day, spans.rows_on(model, "main", day))
+        spans.replay_date(con, model, "pub", "main", day)
 
 
 def _replace_dates(con, models: list[Model], dates: list[str]) -> None:

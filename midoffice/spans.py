@@ -47,10 +47,14 @@ def add_date(con, model: Model, schema: str, day: str) -> None:
                 f"(SELECT 1 FROM {dates} WHERE as_of_date = CAST(? AS DATE))", [day, day])
 
 
-def write_date(con, model: Model, schema: str, day: str, rows: str, trades_filter: str = "true") -> dict[str, int]:
-    """Make the spans in `schema` give exactly `rows` (a table or subquery: the state columns,
-    run_id, loaded_at) on `day` for the trades that `trades_filter` (SQL on trade_id) selects.
-    The date must be in the dates table (add_date). Returns what changed, for the build's log."""
+def write_date(con, model: Model, schema: str, day: str, rows: str, trades_filter: str = "true",
+               params: list | None = None) -> dict[str, int]:
+    """Make the spans in `schema` give exactly `rows` (a table or subquery with `params`: the state
+    columns, run_id, loaded_at) on `day` for the trades that `trades_filter` (SQL on trade_id)
+    selects. The date must be in the dates table (add_date). `rows` is read once, by the
+    comparison, which keeps only the changed ones with their new state: most of a date's rows are
+    the state their span already gives, and writing them all down first cost more than comparing
+    them (bench/RESULTS.md, session 11). Returns what changed, for the build's log."""
     spans = f"{schema}.{q(model.spans_table)}"
     prev, nxt = neighbours(con, model, schema, day)
     d = f"DATE '{day}'"
@@ -59,11 +63,11 @@ def write_date(con, model: Model, schema: str, day: str, rows: str, trades_filte
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE span_changes AS
         SELECT coalesce(c.trade_id, r.trade_id) AS trade_id, c.valid_from AS covering_from,
-               c.valid_to AS covering_to, r.trade_id IS NOT NULL AS has_row
+               c.valid_to AS covering_to, r.trade_id IS NOT NULL AS has_row, r.* EXCLUDE (trade_id)
         FROM (SELECT * FROM {spans} WHERE valid_from <= {d} AND coalesce(valid_to, {FOREVER}) >= {d}
                 AND ({trades_filter})) c
         FULL JOIN {rows} r ON r.trade_id = c.trade_id
-        WHERE c.trade_id IS NULL OR r.trade_id IS NULL OR NOT ({_same_state(model, 'c', 'r')})""")
+        WHERE c.trade_id IS NULL OR r.trade_id IS NULL OR NOT ({_same_state(model, 'c', 'r')})""", params or [])
     changed = con.execute("SELECT count(*) FROM span_changes").fetchone()[0]
     if changed == 0:
         return {"changed": 0, "new_spans": 0}
@@ -85,8 +89,9 @@ def write_date(con, model: Model, schema: str, day: str, rows: str, trades_filte
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE span_plan AS
         SELECT r.trade_id, l.valid_from AS left_from, n.valid_from AS right_from, n.valid_to AS right_to
-        FROM {rows} r SEMI JOIN span_changes x ON x.trade_id = r.trade_id AND x.has_row
-        {left} {right}""")
+        FROM span_changes r
+        {left} {right}
+        WHERE r.has_row""")
     own_end = f"DATE '{day}'" if nxt else "NULL"  # the latest date's states are open-ended
     con.execute(f"UPDATE {spans} s SET valid_to = CASE WHEN p.right_from IS NOT NULL THEN p.right_to ELSE {own_end} END "
                 f"FROM span_plan p WHERE s.trade_id = p.trade_id AND s.valid_from = p.left_from")
@@ -96,7 +101,7 @@ def write_date(con, model: Model, schema: str, day: str, rows: str, trades_filte
         con.execute(f"UPDATE {spans} s SET valid_from = {d} FROM span_plan p WHERE s.trade_id = p.trade_id "
                     f"AND s.valid_from = p.right_from AND p.left_from IS NULL")
     new_spans = con.execute(
-        f"INSERT INTO {spans} SELECT {state}, {d}, {own_end}, r.run_id, r.loaded_at FROM {rows} r "
+        f"INSERT INTO {spans} SELECT {state}, {d}, {own_end}, r.run_id, r.loaded_at FROM span_changes r "
         f"SEMI JOIN span_plan p ON p.trade_id = r.trade_id AND p.left_from IS NULL AND p.right_from IS NULL"
     ).fetchone()[0]
     return {"changed": changed, "new_spans": new_spans}
@@ -111,6 +116,15 @@ def write_only_date(con, model: Model, schema: str, day: str, rows: str, params:
     con.execute(f"DELETE FROM {spans} WHERE {trades_filter}")
     return con.execute(f"INSERT INTO {spans} SELECT {state}, DATE '{day}', NULL, run_id, loaded_at FROM {rows}",
                        params).fetchone()[0]
+
+
+def replay_date(con, model: Model, target: str, source: str, day: str) -> dict[str, int]:
+    """Make the spans in `target` give on the date what those in `source` give: the publication
+    bringing its copy up to date, its changed dates replayed oldest first. (Comparing only the
+    trades whose spans change around the date in either schema was tried: finding them scans
+    both spans tables, which is what the whole comparison costs; session 11.)"""
+    add_date(con, model, target, day)
+    return write_date(con, model, target, day, rows_on(model, source, day))
 
 
 def rows_on(model: Model, schema: str, day: str) -> str:

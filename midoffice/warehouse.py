@@ -222,21 +222,17 @@ def _build_spans(con, model: Model, business_date: str, select: str, params: lis
                          f"columns are {list(model.columns)} (transforms/{model.name}.yml)")
     spans.add_date(con, model, "main", business_date)
     only_date = spans.neighbours(con, model, "main", business_date) == (None, None)
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
 
     def build_chunk(chunk: int, chunks: int) -> int:
         in_chunk = "true" if chunks == 1 else f"hash(trade_id) % {chunks}::UBIGINT = {chunk}::UBIGINT"
         if only_date:
             return spans.write_only_date(con, model, "main", business_date, f"({select})", params, in_chunk)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE span_rows AS {select}", params)
-        con.execute(f"SET threads = {threads}")  # the comparison holds no chunk's hash tables
-        spans.write_date(con, model, "main", business_date, "span_rows", in_chunk)
-        return con.execute("SELECT count(*) FROM span_rows").fetchone()[0]
+        # the chunk's rows go straight into the comparison, on the chunk's threads
+        spans.write_date(con, model, "main", business_date, f"({select})", in_chunk, params)
+        return con.execute(f"SELECT count(*) FROM {spans.rows_on(model, 'main', business_date)} WHERE {in_chunk}"
+                           ).fetchone()[0]
 
-    try:
-        return _in_chunks(con, model, business_date, build_chunk)
-    finally:
-        con.execute("DROP TABLE IF EXISTS span_rows")
+    return _in_chunks(con, model, business_date, build_chunk)
 
 
 def _ensure_table(con, model: Model) -> None:

@@ -99,8 +99,7 @@ def test_random_writes_leave_spans_that_give_back_every_date(seed):
         _check_normal_form(con, "main", built)
         if rng.random() < 0.4:  # publish: replay the changed dates, oldest first
             for d in sorted(unpublished):
-                spans.add_date(con, MODEL, "pub", d)
-                spans.write_date(con, MODEL, "pub", d, spans.rows_on(MODEL, "main", d))
+                spans.replay_date(con, MODEL, "pub", "main", d)
             unpublished.clear()
             assert _spans(con, "pub") == _spans(con, "main"), (seed, step)
 
