@@ -108,6 +108,12 @@ def _copy_whole(con, models: list[Model]) -> None:
     for model in models:
         for table in model.stored_tables:
             con.execute(f"CREATE TABLE pub.{q(table)} AS SELECT * FROM main.{q(table)}")
+    # the table macros the views read (warehouse/marts.sql), as the build's file defines them
+    for name, parameters, definition in con.execute(
+            "SELECT function_name, parameters, macro_definition FROM duckdb_functions() "
+            "WHERE database_name = current_database() AND schema_name = 'main' AND function_type = 'table_macro' "
+            "AND NOT internal").fetchall():
+        con.execute(f"CREATE MACRO pub.main.{q(name)}({', '.join(parameters)}) AS TABLE {definition}")
     for model in models:
         if model.spans:  # the view, as the build's file defines it: it reads the file it is in
             sql = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = current_database() "

@@ -244,18 +244,23 @@ def _ensure_table(con, model: Model) -> None:
 
 
 def _audit_model(con, model: Model, business_date: str) -> list[str]:
-    """Generic audits: the grain is a key (unique, not null) within the date's rows."""
+    """Generic audits: the grain is a key (unique, not null) within the date's rows. A spans
+    model's rows of the date are the spans that hold on it, one row each: the grain without the
+    date must be a key of those (read straight from the spans, as its view would sort them all)."""
+    if model.spans:
+        rows, params = spans.rows_on(model, "main", business_date), []
+        key = [g for g in model.grain if g != model.partition]
+    else:
+        rows = f"(SELECT * FROM main.{q(model.name)} WHERE {q(model.partition)} = CAST(? AS DATE))"
+        key, params = list(model.grain), [business_date]
     problems = []
-    grain = ", ".join(q(g) for g in model.grain)
-    where = f"{q(model.partition)} = CAST(? AS DATE)"
-    nulls = " OR ".join(f"{q(g)} IS NULL" for g in model.grain)
-    n_null = con.execute(f"SELECT count(*) FROM main.{q(model.name)} WHERE {where} AND ({nulls})", [business_date]).fetchone()[0]
+    nulls = " OR ".join(f"{q(g)} IS NULL" for g in key)
+    n_null = con.execute(f"SELECT count(*) FROM {rows} WHERE {nulls}", params).fetchone()[0]
     if n_null:
         problems.append(f"{model.name}: {n_null} rows with a null grain column")
-    n_dup = con.execute(
-        f"SELECT count(*) FROM (SELECT {grain} FROM main.{q(model.name)} WHERE {where} GROUP BY ALL HAVING count(*) > 1)",
-        [business_date],
-    ).fetchone()[0]
+    grain = ", ".join(q(g) for g in key)
+    n_dup = con.execute(f"SELECT count(*) FROM (SELECT {grain} FROM {rows} GROUP BY ALL HAVING count(*) > 1)",
+                        params).fetchone()[0]
     if n_dup:
         problems.append(f"{model.name}: {n_dup} grain keys ({', '.join(model.grain)}) appear more than once")
     return problems

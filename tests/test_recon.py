@@ -272,6 +272,11 @@ def check_incremental_equals_full(settings, dates: list[str], chunked_every: int
             built = f"SELECT {state} FROM main.ops_trade_recon WHERE as_of_date = DATE '{d}'"
             n = con.execute(f"SELECT count(*) FROM ({built})").fetchone()[0]
             assert n > 0, d
+            # the build's marts read a date through ops_trade_recon_between(d, d): the view's rows
+            view, on = (f"SELECT * FROM main.ops_trade_recon WHERE as_of_date = DATE '{d}'",
+                        f"SELECT * FROM main.ops_trade_recon_between(DATE '{d}', DATE '{d}')")
+            assert con.execute(f"SELECT (SELECT count(*) FROM ({view} EXCEPT ALL {on})), "
+                               f"(SELECT count(*) FROM ({on} EXCEPT ALL {view}))").fetchone() == (0, 0), d
             in_chunks = i % chunked_every == 0 or i == len(dates) - 1
             for chunks in (1, 3) if in_chunks else (1,):
                 con.execute(f"SET VARIABLE chunk_count = {chunks}")

@@ -37,8 +37,8 @@ old_breaks AS (
             || coalesce(', ' || printf('%.2f', notional_usd) || ' USD', ''),
         age_bd,
         5
-    FROM main.ops_trade_recon
-    WHERE as_of_date = getvariable('as_of_date') AND age_bd > 5
+    FROM main.ops_trade_recon_between(getvariable('as_of_date'), getvariable('as_of_date'))
+    WHERE age_bd > 5
 ),
 
 missed_targets AS (

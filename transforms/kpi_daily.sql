@@ -29,8 +29,7 @@ recon AS (
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'MATCHED') / count(*) END AS recon_match_rate,
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status NOT IN ('MATCHED', 'AWAITING_BO')) END AS open_breaks,
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE age_bd > 5) END AS breaks_over_5bd
-    FROM main.ops_trade_recon
-    WHERE as_of_date = getvariable('as_of_date')
+    FROM main.ops_trade_recon_between(getvariable('as_of_date'), getvariable('as_of_date'))
 ),
 
 settlement AS (

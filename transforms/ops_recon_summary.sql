@@ -8,8 +8,7 @@ WITH recon AS (
         status,
         coalesce(age_bucket, 'n/a') AS age_bucket,  -- MATCHED and AWAITING_BO are not aged
         notional_usd
-    FROM main.ops_trade_recon
-    WHERE as_of_date = getvariable('as_of_date')
+    FROM main.ops_trade_recon_between(getvariable('as_of_date'), getvariable('as_of_date'))
 ),
 
 by_status_and_age AS (

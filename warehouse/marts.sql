@@ -54,9 +54,14 @@ CREATE TABLE IF NOT EXISTS main.ops_trade_recon_dates (
 );
 
 -- One row per trade in the recon window and date, as analysts query it: the span holding on the
--- date, valued at the date's FX rates (fx_daily) and aged to the date. Business dates are
--- weekdays; bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4) numbers them.
-CREATE VIEW IF NOT EXISTS main.ops_trade_recon AS
+-- date, valued at the date's FX rates (fx_daily) and aged to the date, for the dates from
+-- first_day to last_day. Business dates are weekdays; bd(x) = 5 * (days since Monday 1970-01-05
+-- // 7) + least(days % 7, 4) numbers them. The bounds also filter the spans, before the range
+-- join: the build's marts read one date as ops_trade_recon_between(d, d). Through the view, a
+-- date whose row in ops_trade_recon_dates is not yet committed (the build's own) gets no
+-- cardinality estimate, and DuckDB range-joins it by sorting every span of the history: 0.15-0.3
+-- s a read at 60 dates of 20,000 trades, 0.02 s this way.
+CREATE OR REPLACE MACRO main.ops_trade_recon_between(first_day, last_day) AS TABLE
 WITH held AS (
     SELECT
         d.as_of_date,
@@ -65,8 +70,9 @@ WITH held AS (
             + least(date_diff('day', DATE '1970-01-05', d.as_of_date) % 7, 4))
         - (5 * (date_diff('day', DATE '1970-01-05', s.first_seen_date) // 7)
             + least(date_diff('day', DATE '1970-01-05', s.first_seen_date) % 7, 4)) AS age_bd
-    FROM ops_trade_recon_dates d
-    JOIN ops_trade_recon_spans s
+    FROM (SELECT as_of_date FROM ops_trade_recon_dates WHERE as_of_date BETWEEN first_day AND last_day) d
+    JOIN (SELECT * FROM ops_trade_recon_spans
+          WHERE valid_from <= last_day AND first_day <= coalesce(valid_to, DATE '9999-12-31')) s
       ON s.valid_from <= d.as_of_date AND d.as_of_date <= coalesce(s.valid_to, DATE '9999-12-31')
 )
 SELECT
@@ -109,3 +115,6 @@ SELECT
     h.loaded_at
 FROM held h
 LEFT JOIN fx_daily fx ON fx.as_of_date = h.as_of_date AND fx.currency = coalesce(h.front_currency, h.back_currency);
+
+CREATE VIEW IF NOT EXISTS main.ops_trade_recon AS
+SELECT * FROM ops_trade_recon_between(DATE '0001-01-01', DATE '9999-12-31');
