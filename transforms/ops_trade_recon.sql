@@ -26,8 +26,8 @@
 --
 -- Chunks: a date with many trades is built in chunks of trades (the build sets chunk_count and
 -- chunk; yml `chunks`), each from its share of the events: every figure here is per trade, so
--- the chunks' rows together are the date's rows. With one chunk the filter says so first, so
--- that no trade_id is hashed (at 60 dates of history: 0.13 s of the model's 0.78 s).
+-- the chunks' rows together are the date's rows. in_chunk(trade_id) (warehouse/marts.sql) is the
+-- filter.
 --
 -- Business dates are weekdays. bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4)
 -- numbers them consecutively (a weekend day counts as the Friday before it), and
@@ -61,7 +61,7 @@ previous AS (
     FROM main.ops_trade_recon_spans p, bounds b
     WHERE p.valid_from <= CAST(getvariable('carry_from_date') AS DATE)
       AND coalesce(p.valid_to, DATE '9999-12-31') >= CAST(getvariable('carry_from_date') AS DATE)
-      AND (coalesce(getvariable('chunk_count'), 1) = 1 OR hash(p.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT))
+      AND in_chunk(p.trade_id)
 ),
 
 touched AS (
@@ -78,7 +78,7 @@ touched AS (
            OR (t.business_date >= b.previous_lookback_start AND t.business_date < b.lookback_start)
            OR (t.business_date BETWEEN b.lookback_start AND b.as_of_date
                AND t.trade_date > b.carry_from_date AND t.trade_date <= b.as_of_date))
-      AND (coalesce(getvariable('chunk_count'), 1) = 1 OR hash(t.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT))
+      AND in_chunk(t.trade_id)
     UNION
     SELECT s.trade_id
     FROM core.settlements s, bounds b
@@ -87,7 +87,7 @@ touched AS (
            OR (s.business_date >= b.previous_lookback_start AND s.business_date < b.lookback_start)
            OR (s.business_date BETWEEN b.lookback_start AND b.as_of_date
                AND s.intended_settle_date > b.carry_from_date AND s.intended_settle_date <= b.as_of_date))
-      AND (coalesce(getvariable('chunk_count'), 1) = 1 OR hash(s.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT))
+      AND in_chunk(s.trade_id)
     UNION
     SELECT trade_id FROM previous WHERE status = 'AWAITING_BO'
 ),
@@ -103,7 +103,7 @@ front_events AS (
     FROM core.trades t, bounds b
     WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
       AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched))
-      AND (coalesce(getvariable('chunk_count'), 1) = 1 OR hash(t.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT))
+      AND in_chunk(t.trade_id)
 ),
 
 back_events AS (
@@ -114,7 +114,7 @@ back_events AS (
     FROM core.settlements s, bounds b
     WHERE s.business_date BETWEEN b.lookback_start AND b.as_of_date
       AND (b.carry_from_date IS NULL OR s.trade_id IN (SELECT trade_id FROM touched))
-      AND (coalesce(getvariable('chunk_count'), 1) = 1 OR hash(s.trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT))
+      AND in_chunk(s.trade_id)
 ),
 
 -- "The row with the highest key" is arg_max(row, key) over a group throughout: a hash

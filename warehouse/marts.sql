@@ -10,6 +10,13 @@ CREATE TABLE IF NOT EXISTS main.fx_daily (
     loaded_at     TIMESTAMP
 );
 
+-- Is the trade in the chunk the build is evaluating (getvariable chunk of chunk_count, both
+-- UBIGINT as hash() is, so the modulo needs no 128-bit arithmetic)? With one chunk the macro says
+-- so first and hashes nothing: 0.13 s of the recon's 0.78 s at 60 dates of 20,000 trades.
+CREATE OR REPLACE MACRO main.in_chunk(trade_id) AS
+    coalesce(getvariable('chunk_count'), 1) = 1
+    OR hash(trade_id) % CAST(coalesce(getvariable('chunk_count'), 1) AS UBIGINT) = CAST(coalesce(getvariable('chunk'), 0) AS UBIGINT);
+
 -- ops_trade_recon is stored as status spans (yml: stored_as: spans, midoffice/spans.py): one row
 -- per trade and run of consecutive recon dates over which its state (every column but the
 -- per-date ones) stays the same, valid_from .. valid_to (NULL: still so on the latest date). A
