@@ -27,7 +27,7 @@ compared AS (
             CASE WHEN s.risk_profile IS DISTINCT FROM p.risk_profile THEN 'risk_profile' END,
             CASE WHEN s.relationship_manager_id IS DISTINCT FROM p.relationship_manager_id THEN 'relationship_manager_id' END,
             CASE WHEN s.status IS DISTINCT FROM p.status THEN 'status' END
-        ], a -> a IS NOT NULL) AS changed
+        ], lambda a: a IS NOT NULL) AS changed
     FROM snapshot s
     LEFT JOIN previous_snapshot p USING (client_id)
 ),
