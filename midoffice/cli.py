@@ -122,7 +122,10 @@ def cmd_report(args) -> int:
 def cmd_query(args) -> int:
     from midoffice.query import run_query
 
-    return run_query(args.sql, args.home, args.format)
+    # Only what was given: run_query's defaults are the bounds' one source.
+    bounds = {name: (value or None) for name, value in (("timeout", args.timeout), ("max_rows", args.max_rows))
+              if value is not None}
+    return run_query(args.sql, args.home, args.format, **bounds)
 
 
 def cmd_status(args) -> int:
@@ -175,6 +178,10 @@ def parser() -> argparse.ArgumentParser:
     qy.add_argument("sql")
     qy.add_argument("--home", default=None)
     qy.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    qy.add_argument("--timeout", type=float, metavar="SECONDS",
+                    help="stop the query after this many seconds (default 300; 0: no limit)")
+    qy.add_argument("--max-rows", type=int, metavar="N",
+                    help="csv/json: write at most N rows, then exit 2 (default 5,000,000; 0: no limit)")
     qy.set_defaults(func=cmd_query)
 
     st = sub.add_parser("status", help="per date and feed: gate, rows, quarantined, last run")

@@ -4,8 +4,12 @@ Opens <home>/warehouse/marts.duckdb read-only. Publishing swaps that file atomic
 is os.replace()d over the old one) and the pipeline never holds it open, so these work while a
 run is writing: a query sees the publication that was in place when it connected.
 
-The analyst's SQL runs with external access off and the configuration locked: it can read the
-marts, not files elsewhere on the machine, and cannot write anything (no COPY TO, no ATTACH).
+The analyst's SQL is parsed by DuckDB before it runs and must be exactly one SELECT (or EXPLAIN)
+statement: an allow-list of statement kinds, not a deny-list of keywords, so COPY, ATTACH, SET,
+CREATE, INSERT, CALL, LOAD and whatever DuckDB adds next are refused before anything executes.
+It then runs with external access off and the configuration locked (it can read the marts, no
+file elsewhere), spills to a private directory of its own that is removed afterwards, and is
+bounded in time (`--timeout`) and in result size (`--max-rows`).
 
 Output is streamed in batches (csv, json) so a large result does not have to fit in memory, and
 a closed pipe (`midoffice query ... | head`) ends the command quietly with status 0.
@@ -19,21 +23,79 @@ import decimal
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
 from midoffice.config import Settings, default_home
 from midoffice.duck import connect
 
+import duckdb
+
 EXIT_OK, EXIT_USAGE = 0, 2
 BATCH_ROWS = 10_000
+DEFAULT_TIMEOUT_SECONDS = 300.0
+DEFAULT_MAX_ROWS = 5_000_000  # csv/json; a whole mart's history at the sample's volume fits
+# The statement kinds an analyst's query may be: both only read (EXPLAIN ANALYZE runs the SELECT).
+READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 TABLE_MAX_ROWS = 10_000   # the table format is for reading; csv/json give every row
 TEXT_WIDTH = 40           # longer text is cut with an ellipsis in the table format
 
 
 class NothingPublished(RuntimeError):
     pass
+
+
+class QueryRefused(ValueError):
+    """The SQL is not a single read-only statement."""
+
+
+class ResultTooLarge(RuntimeError):
+    pass
+
+
+def read_only_statement(con, sql: str) -> str:
+    """`sql` if DuckDB's own parser finds exactly one SELECT or EXPLAIN statement in it.
+
+    Raises QueryRefused naming what was found. Parsing is DuckDB's (the same parser that would
+    run it), so there is no keyword list to get around with comments, quoting or case.
+    """
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryRefused(str(exc)) from None
+    if len(statements) != 1:
+        raise QueryRefused(f"one statement at a time, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in READ_STATEMENTS:
+        raise QueryRefused(f"only SELECT (or EXPLAIN) statements are allowed here, not {kind.name}: "
+                           "`midoffice query` never writes")
+    return sql
+
+
+@contextmanager
+def time_limit(con, seconds: float | None):
+    """Interrupt the connection's running statement (execution or fetch) after `seconds`."""
+    if not seconds:
+        yield lambda: False
+        return
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        con.interrupt()
+
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired.is_set
+    finally:
+        timer.cancel()
 
 
 def published_settings(home: str | Path | None) -> Settings:
@@ -44,12 +106,32 @@ def published_settings(home: str | Path | None) -> Settings:
     return settings
 
 
-def open_published(settings: Settings):
-    """A read-only connection that can only see the published marts."""
+def open_published(settings: Settings, spill_dir: Path | None = None):
+    """A read-only connection that can only see the published marts.
+
+    `spill_dir`: where DuckDB may spill. DuckDB can always read and write its temp directory, so
+    an analyst's query gets a private one (`private_spill`), never the pipeline's shared one.
+    """
     con = connect(settings, settings.published_db, read_only=True)
+    if spill_dir is not None:
+        con.execute(f"SET temp_directory = '{_sql_text(str(spill_dir))}'")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
+
+
+@contextmanager
+def private_spill():
+    """A directory of this process's own (mode 0700), removed when the query ends."""
+    path = Path(tempfile.mkdtemp(prefix="midoffice-query-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -128,11 +210,19 @@ def json_value(v):
     return str(v)
 
 
-def _batches(cur) -> Iterator[list[tuple]]:
+def _batches(cur, max_rows: int | None = None) -> Iterator[list[tuple]]:
+    seen = 0
     while True:
         rows = cur.fetchmany(BATCH_ROWS)
         if not rows:
             return
+        seen += len(rows)
+        if max_rows is not None and seen > max_rows:
+            keep = len(rows) - (seen - max_rows)
+            if keep:
+                yield rows[:keep]
+            raise ResultTooLarge(f"the result has more than {max_rows:,} rows (--max-rows): only the first "
+                                 f"{max_rows:,} were written; narrow the query or raise --max-rows")
         yield rows
 
 
@@ -172,42 +262,74 @@ def _quiet_broken_pipe() -> int:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None = None) -> int:
-    """`midoffice query`: one SQL statement, read-only, against the published warehouse."""
+def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None = None,
+              timeout: float | None = DEFAULT_TIMEOUT_SECONDS, max_rows: int | None = DEFAULT_MAX_ROWS) -> int:
+    """`midoffice query`: one read-only SQL statement against the published warehouse.
+
+    Exit 0 with the result; 2 with one line on stderr when the SQL is refused or fails, runs past
+    `timeout` seconds, or (csv, json) gives more than `max_rows` rows (those rows are written).
+    """
     out = out or sys.stdout
     try:
         settings = published_settings(home)
     except NothingPublished as exc:
         print(f"midoffice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    con = open_published(settings)
+    with private_spill() as spill:
+        con = open_published(settings, spill)
+        try:
+            read_only_statement(con, sql)
+        except QueryRefused as exc:
+            con.close()
+            print(f"midoffice: query refused: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            with time_limit(con, timeout) as timed_out:
+                try:
+                    return _execute_and_write(con, sql, fmt, out, max_rows)
+                except duckdb.InterruptException:
+                    if not timed_out():
+                        raise
+                    print(f"midoffice: query stopped after {timeout:g} s (--timeout): narrow it, or give "
+                          "a longer --timeout", file=sys.stderr)
+                    return EXIT_USAGE
+        finally:
+            con.close()
+
+
+def _execute_and_write(con, sql: str, fmt: str, out: TextIO, max_rows: int | None) -> int:
     try:
-        try:
-            cur = con.execute(sql)
-            headers = [d[0] for d in cur.description] if cur.description else []
-        except Exception as exc:  # DuckDB's message says what is wrong with the SQL
-            print(f"midoffice: query failed: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        try:
-            if fmt == "csv":
-                write_csv(headers, _batches(cur), out)
-            elif fmt == "json":
-                write_json(headers, _batches(cur), out)
-            else:
-                rows = cur.fetchmany(TABLE_MAX_ROWS + 1) if headers else []
-                note = ""
-                if len(rows) > TABLE_MAX_ROWS:
-                    rows, note = rows[:TABLE_MAX_ROWS], f" shown; more not shown: use --format csv for all"
-                for text in render_table(headers, rows, note):
-                    out.write(text + "\n")
-            out.flush()
-        except BrokenPipeError:
-            return _quiet_broken_pipe()
-        except Exception as exc:  # an error raised while fetching (e.g. a failing cast)
-            print(f"midoffice: query failed: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    finally:
-        con.close()
+        cur = con.execute(sql)
+        headers = [d[0] for d in cur.description] if cur.description else []
+    except duckdb.InterruptException:
+        raise
+    except Exception as exc:  # DuckDB's message says what is wrong with the SQL
+        print(f"midoffice: query failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if fmt == "csv":
+            write_csv(headers, _batches(cur, max_rows), out)
+        elif fmt == "json":
+            write_json(headers, _batches(cur, max_rows), out)
+        else:
+            rows = cur.fetchmany(TABLE_MAX_ROWS + 1) if headers else []
+            note = ""
+            if len(rows) > TABLE_MAX_ROWS:
+                rows, note = rows[:TABLE_MAX_ROWS], " shown; more not shown: use --format csv for all"
+            for text in render_table(headers, rows, note):
+                out.write(text + "\n")
+        out.flush()
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except ResultTooLarge as exc:
+        out.flush()
+        print(f"midoffice: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except duckdb.InterruptException:
+        raise
+    except Exception as exc:  # an error raised while fetching (e.g. a failing cast)
+        print(f"midoffice: query failed: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
