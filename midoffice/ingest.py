@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -480,8 +481,7 @@ def ingest_feed(settings: Settings, business_date: str, feed_name: str, run_id: 
         result.deadline, result.freshness = landing.freshness(business_date, feed, entry.delivered_at)
         path = landing.resolve_file(settings.landing, business_date, feed, entry)
         result.file = str(path)
-        result.sha256 = landing.check_checksum(business_date, feed, path, entry)
-        _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined)
+        _ingest_received(settings, feed, business_date, path, entry, run_id, result, staged, quarantined)
     except landing.FileLevelError as exc:
         result.status, result.error = "FAILED", str(exc)
         # A refused file is refused whole: none of its records was received into the pipeline
@@ -524,6 +524,33 @@ def _count_mismatch(con, expected: int | None, received: int) -> str:
     if hit is not None:
         cause += f" (an unterminated quote on line {hit} runs to the end of the file)"
     return cause
+
+
+def _receiving_folder(settings: Settings, feed: Feed, business_date: str) -> Path:
+    """A private folder for this ingest's copy of the delivered file; a killed ingest's is removed."""
+    root = settings.tmp / "receiving"
+    prefix = f"{feed.name}-{business_date}-"
+    if root.is_dir():
+        for stale in root.glob(prefix + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    return root / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _ingest_received(settings, feed, business_date, path, entry, run_id, result, staged, quarantined) -> None:
+    """Ingest the bytes that were verified: a private copy, hashed as it was made (landing.receive).
+
+    Messages and quarantine records still name the landing file (`result.file`), which stays in
+    place as the archive of what was received.
+    """
+    folder = _receiving_folder(settings, feed, business_date)
+    try:
+        copy, result.sha256 = landing.receive(business_date, feed, path, entry, folder)
+        try:
+            _ingest_file(settings, feed, business_date, copy, run_id, result, staged, quarantined)
+        except landing.FileLevelError as exc:
+            raise landing.FileLevelError(exc.business_date, exc.feed, result.file, exc.cause) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ingest_file(settings, feed, business_date, path, run_id, result, staged, quarantined) -> None:
@@ -591,7 +618,7 @@ def _split_and_write(con, settings, feed, business_date, path, run_id, result, s
     _copy_atomic(con, f"SELECT {loaded_cols} FROM checked WHERE _rule IS NULL ORDER BY _ord", staged)
     quarantine_sql = f"""
         SELECT CAST(getvariable('business_date') AS DATE) AS business_date, '{feed.name}' AS feed,
-               {_literal(str(path))} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
+               {_literal(result.file)} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
         FROM (
             SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
                    left({raw_record_sql}, {RAW_RECORD_MAX_CHARS}) AS raw_record

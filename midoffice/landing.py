@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
@@ -142,22 +143,30 @@ def feed_delivered(landing: Path, business_date: str, feed_name: str) -> bool:
     return True
 
 
-def sha256_of(path: Path) -> str:
+def receive(business_date: str, feed: Feed, path: Path, entry: ManifestEntry, into: Path) -> tuple[Path, str]:
+    """Copy the delivered file into `into` (a private folder) while hashing the bytes copied.
+
+    Returns the copy and its sha256, which matches the manifest's: the pipeline then reads only
+    the copy, so what is loaded is exactly what was verified. Hashing the landing file and
+    letting DuckDB open its path again would load whatever a sender (or an attacker) swapped in
+    between the two. The copy is removed and FileLevelError raised (naming the landing file)
+    when the checksum differs.
+    """
+    into.mkdir(parents=True, exist_ok=True, mode=0o700)
+    copy = into / path.name
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
+    with path.open("rb") as src, open(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+        for chunk in iter(lambda: src.read(1 << 22), b""):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_checksum(business_date: str, feed: Feed, path: Path, entry: ManifestEntry) -> str:
-    actual = sha256_of(path)
+            dst.write(chunk)
+    actual = digest.hexdigest()
     if actual != entry.sha256:
+        copy.unlink(missing_ok=True)
         raise FileLevelError(
             business_date, feed.name, str(path),
             f"checksum mismatch: manifest sha256 {entry.sha256[:12]}…, file has {actual[:12]}…",
         )
-    return actual
+    return copy, actual
 
 
 def freshness(business_date: str, feed: Feed, delivered_at: str | None) -> tuple[str, str]:

@@ -793,3 +793,51 @@ def test_a_file_read_in_parallel_keeps_its_records_in_file_order(delivery):
     staged_ids = pq.read_table(settings.staged_partition("trades", DAY), columns=["trade_id"]).column(0).to_pylist()
     assert staged_ids == [r.split(",", 1)[0] for i, r in enumerate(records) if i not in bad]
     assert_accounted(settings, result)
+
+
+# --- the bytes that are loaded are the bytes that were verified (issue 22) ----------------------
+
+def test_a_file_swapped_during_ingest_never_loads_unverified_bytes(delivery):
+    """A sender (or anyone who can write the landing) swaps fx_rates.csv back and forth between
+    the delivered file and one with every rate x1000 while ingest runs, again and again. Each
+    ingest must either load exactly the verified file or refuse it with a checksum mismatch."""
+    import threading
+
+    target = delivery.file("fx_rates")
+    good = target.read_bytes()
+    records = csv_records(good.decode())
+    expected = sorted((r["rate_date"], r["currency"], float(r["usd_per_unit"])) for r in records)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**r, "usd_per_unit": str(float(r["usd_per_unit"]) * 1000)} for r in records)
+    evil = out.getvalue().encode()
+    stop = threading.Event()
+
+    def swap() -> None:  # whole files replaced by rename, as a sender's tool would
+        spare = target.with_name(".swap.csv")
+        while not stop.is_set():
+            for data in (evil, good):
+                spare.write_bytes(data)
+                os.replace(spare, target)
+                stop.wait(0.002)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    outcomes = []
+    try:
+        for _ in range(24):
+            result = delivery.ingest("fx_rates")
+            outcomes.append(result["status"])
+            if result["status"] == "LOADED":
+                assert result["sha256"] == delivery.manifest()["feeds"]["fx_rates"]["sha256"]
+                loaded = sorted((str(r["rate_date"]), r["currency"], r["usd_per_unit"])
+                                for r in staged_rows(delivery.settings, "fx_rates"))
+                assert loaded == expected, "ingest loaded bytes that differ from the ones it verified"
+            else:
+                refused(result, "checksum mismatch", str(target))
+    finally:
+        stop.set()
+        swapper.join()
+    assert "LOADED" in outcomes  # the verified file did get through; the test saw both kinds
+    assert not list((delivery.settings.tmp / "receiving").iterdir()), "a private copy was left behind"
