@@ -109,6 +109,13 @@ def _column(feed: str, raw: dict) -> Column:
         rfeed, rcol = raw["ref"].split(".")
         ref = (_ident(rfeed, where), _ident(rcol, where))
     values = tuple(str(v) for v in raw["values"]) if "values" in raw else None
+    for bound in ("min", "min_exclusive", "max", "max_exclusive"):
+        value = raw.get(bound)
+        # YAML 1.1 reads 1.0e9 (no exponent sign) as text: a bound must be a number, not a string.
+        if value is not None and value != "business_date" and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ContractError(f"{where}: {bound} {value!r} is neither a number nor business_date "
+                                "(write exponents with a sign: 1.0e+9)")
     return Column(
         name=name,
         type=ctype,

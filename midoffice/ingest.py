@@ -266,9 +266,12 @@ def _typed(col: Column) -> str:
     }[col.type]
 
 
+BUSINESS_DATE_SQL = "getvariable('business_date')"  # what `business_date` / `$business_date` in a contract means
+
+
 def _literal(value) -> str:
     if value == "business_date":
-        return "getvariable('business_date')"
+        return BUSINESS_DATE_SQL
     if isinstance(value, (int, float)):
         return repr(value)
     return "'" + str(value).replace("'", "''") + "'"
@@ -385,7 +388,7 @@ def _split(con, settings: Settings, feed: Feed, business_date: str, fmt: str, re
     """)
     key = ", ".join(q("t_" + k) for k in feed.key)
     rule_checks = " ".join(
-        f"WHEN ({rule.sql.replace('$business_date', 'getvariable(''business_date'')')}) IS NOT TRUE THEN '{rule.name}'"
+        f"WHEN ({rule.sql.replace('$business_date', BUSINESS_DATE_SQL)}) IS NOT TRUE THEN '{rule.name}'"
         for rule in feed.rules
     )
     # Row rules reference columns by their contract names: expose the typed values under them.

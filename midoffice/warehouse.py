@@ -203,13 +203,13 @@ def _in_chunks(con, model: Model, business_date: str, build_chunk) -> int:
     # UBIGINT, as hash() is: hash(trade_id) % chunk_count then needs no 128-bit arithmetic
     con.execute("SET VARIABLE chunk_count = CAST(? AS UBIGINT)", [chunks])
     rows = 0
-    try:
-        for chunk in range(chunks):
-            con.execute("SET VARIABLE chunk = CAST(? AS UBIGINT)", [chunk])
-            con.execute(f"SET threads = {model_threads}")
-            rows += build_chunk(chunk, chunks)
-    finally:
-        con.execute(f"SET threads = {threads}")
+    for chunk in range(chunks):
+        con.execute("SET VARIABLE chunk = CAST(? AS UBIGINT)", [chunk])
+        con.execute(f"SET threads = {model_threads}")
+        rows += build_chunk(chunk, chunks)
+    # Not in a `finally`: after a failed statement the transaction is aborted, and a SET there
+    # would raise "Current transaction is aborted" in place of the error that says what broke.
+    con.execute(f"SET threads = {threads}")
     return rows
 
 

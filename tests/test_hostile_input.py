@@ -841,3 +841,68 @@ def test_a_file_swapped_during_ingest_never_loads_unverified_bytes(delivery):
         swapper.join()
     assert "LOADED" in outcomes  # the verified file did get through; the test saw both kinds
     assert not list((delivery.settings.tmp / "receiving").iterdir()), "a private copy was left behind"
+
+
+# --- numbers the contract admits must not stop a date (issue 22) --------------------------------
+
+@pytest.mark.parametrize("feed, column, value, rule", [
+    ("positions", "quantity", "1e27", "quantity:range"),
+    ("trades", "quantity", "1e308", "quantity:range"),
+    ("trades", "price", "5e-324", "price:range"),
+    ("limits", "limit_value", "1e-320", "limit_value:range"),
+    ("fx_rates", "usd_per_unit", "1e-320", "usd_per_unit:range"),
+    ("settlements", "settlement_amount", "1e300", "settlement_amount:range"),
+    ("trades", "trade_date", "1900-01-02", "trade_date_within_a_year"),
+])
+def test_an_absurd_number_is_quarantined_under_its_range_not_passed_to_the_marts(delivery, feed, column, value, rule):
+    """1e27 shares, a price of 5e-324, a limit of 1e-320: each passed the old `> 0` rules, then
+    overflowed a DECIMAL cast or made a utilisation of inf, and stopped the whole date's build."""
+    def poison(header, rows):
+        rows = [dict(r) for r in rows]
+        if feed == "fx_rates":  # USD must stay 1 (its own rule): poison another currency
+            target = next(r for r in rows if r["currency"] != "USD")
+        else:
+            target = rows[0]
+        target[column] = value
+        return header, rows
+
+    records = _csv_with(delivery, feed, poison)
+    result = delivery.ingest(feed)
+    assert result["status"] == "LOADED", result
+    held = quarantined(delivery.settings, feed)
+    assert [(r["rule"], value in r["raw_record"]) for r in held] == [(rule, True)]
+    assert result["loaded_rows"] == len(records) - 1
+    assert_accounted(delivery.settings, result)
+
+
+def test_a_close_price_of_5e_324_in_parquet_is_quarantined(delivery):
+    table = pq.read_table(delivery.file("prices"))
+    prices = table.column("close_price").to_pylist()
+    prices[0] = 5e-324
+    pq.write_table(table.set_column(table.schema.get_field_index("close_price"), "close_price",
+                                    pa.array(prices, pa.float64())), delivery.file("prices"))
+    delivery.set_entry("prices", sha256=_sha(delivery.file("prices")))
+    result = delivery.ingest("prices")
+    assert [r["rule"] for r in quarantined(delivery.settings, "prices")] == ["close_price:range"]
+    assert_accounted(delivery.settings, result)
+
+
+def test_a_failed_chunk_reports_its_own_error_not_the_aborted_transaction(tmp_path):
+    """The build restored its thread count in a `finally`: after a failed statement that SET
+    raised 'Current transaction is aborted', and the ledger recorded that instead of the cause."""
+    import duckdb as ddb
+
+    from midoffice.models import load_models
+    from midoffice.warehouse import _in_chunks
+
+    model = next(m for m in load_models() if not m.chunk_feed)
+    con = ddb.connect(str(tmp_path / "build.duckdb"))
+    con.execute("CREATE TABLE mart (amount DECIMAL(38, 12))")
+    con.execute("BEGIN TRANSACTION")
+
+    def overflowing_chunk(chunk: int, chunks: int) -> int:  # a failed write aborts the transaction
+        return con.execute("INSERT INTO mart SELECT CAST(1e27 AS DECIMAL(38, 12))").fetchone()[0]
+
+    with pytest.raises(ddb.ConversionException, match="DECIMAL"):
+        _in_chunks(con, model, DAY, overflowing_chunk)
+    con.close()
