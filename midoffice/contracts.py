@@ -98,6 +98,12 @@ class Feed:
         raise KeyError(name)
 
 
+# Ingest checks a pattern with DuckDB's RE2, where \s \w \d \b are ASCII-only; GX checks it with
+# Python's re, where they are Unicode (\s also matches U+00A0, U+2003, \x85): a value could pass
+# one engine and fail the other. Contract patterns spell their characters out instead.
+ENGINE_DEPENDENT_REGEX = re.compile(r"(?<!\\)(?:\\\\)*\\[sSwWdDbB]")
+
+
 def _column(feed: str, raw: dict) -> Column:
     where = f"{feed}.{raw.get('name')}"
     name = _ident(raw["name"], where)
@@ -109,6 +115,11 @@ def _column(feed: str, raw: dict) -> Column:
         rfeed, rcol = raw["ref"].split(".")
         ref = (_ident(rfeed, where), _ident(rcol, where))
     values = tuple(str(v) for v in raw["values"]) if "values" in raw else None
+    pattern = raw.get("pattern")
+    if pattern is not None and ENGINE_DEPENDENT_REGEX.search(pattern):
+        raise ContractError(f"{where}: pattern {pattern!r} uses a shorthand class (\\s \\w \\d \\b) that "
+                            "DuckDB (RE2: ASCII) and Great Expectations (Python: Unicode) read differently; "
+                            "spell the characters out")
     for bound in ("min", "min_exclusive", "max", "max_exclusive"):
         value = raw.get(bound)
         # YAML 1.1 reads 1.0e9 (no exponent sign) as text: a bound must be a number, not a string.

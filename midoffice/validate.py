@@ -20,6 +20,7 @@ parses DAGs, and importing GX takes seconds.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import logging
 import os
@@ -134,7 +135,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _failed_entry(res) -> dict:
+# The keys of a GX result that carry values of the data (what a sender wrote).
+UNEXPECTED_VALUE_KEYS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+                         "unexpected_list", "unexpected_index_list", "unexpected_index_query")
+WITHHELD = "values withheld: personal data"
+
+
+def _failed_entry(res, personal: frozenset[str] = frozenset()) -> dict:
     cfg = res.expectation_config
     kwargs = cfg.kwargs or {}
     column = kwargs.get("column")
@@ -147,10 +154,12 @@ def _failed_entry(res) -> dict:
         "column": column,
         "rule": (cfg.meta or {}).get("rule"),
         "unexpected_count": result.get("unexpected_count"),
-        "partial_unexpected_list": [
+        "partial_unexpected_list": [] if column in personal else [
             _fmt(v) for v in (result.get("partial_unexpected_list") or [])[:PARTIAL_LIST_MAX]
         ],
     }
+    if column in personal:
+        entry["note"] = WITHHELD
     if "observed_value" in result:
         entry["observed_value"] = _fmt(result["observed_value"])
     info = res.exception_info or {}
@@ -166,8 +175,13 @@ def _failed_entry(res) -> dict:
     return entry
 
 
-def _gx_result_for_docs(gx_result, suite: dict) -> dict:
-    """GX's result as JSON, with reference value sets cut short (they can be huge)."""
+def _gx_result_for_docs(gx_result, suite: dict, personal: frozenset[str] = frozenset()) -> dict:
+    """GX's result as JSON, made fit for the Data Docs: reference value sets cut short (they can
+    be huge), no value of a personal-data column (only counts), and every text HTML-escaped.
+
+    GX's Data Docs renderer writes values into the page as they are: a sender's
+    `<script>` in a rejected value would run in the pack's validation pages.
+    """
     payload = gx_result.to_json_dict()
     for res in payload.get("results", []):
         kwargs = (res.get("expectation_config") or {}).get("kwargs") or {}
@@ -175,7 +189,24 @@ def _gx_result_for_docs(gx_result, suite: dict) -> dict:
         rule = ((res.get("expectation_config") or {}).get("meta") or {}).get("rule", "")
         if isinstance(vs, list) and rule.endswith(":ref") and len(vs) > REF_VALUES_SHOWN:
             kwargs["value_set"] = vs[:REF_VALUES_SHOWN] + [f"... {len(vs) - REF_VALUES_SHOWN} more"]
-    return payload
+        if kwargs.get("column") in personal:
+            result = res.get("result") or {}
+            for key in UNEXPECTED_VALUE_KEYS:
+                if key in result:
+                    result[key] = []
+            result["details"] = {"note": WITHHELD}
+    return _escaped(payload)
+
+
+def _escaped(value):
+    """Every string in a JSON-like structure HTML-escaped (keys are GX's own, left as they are)."""
+    if isinstance(value, str):
+        return html.escape(value, quote=True)
+    if isinstance(value, list):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    return value
 
 
 # --- the task ------------------------------------------------------------------------------
@@ -263,8 +294,9 @@ def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str
     result["engine"] = f"great_expectations {version} pandas"
     # report failures in suite order (GX evaluates and returns them in its own order)
     order = {(e["type"], e["meta"].get("rule")): i for i, e in enumerate(suite_dict["expectations"])}
+    personal = frozenset(c.name for c in contract.columns if c.pii)
     failed = sorted(
-        (_failed_entry(r) for r in gx_result.results if not r.success),
+        (_failed_entry(r, personal) for r in gx_result.results if not r.success),
         key=lambda f: order.get((f["expectation_type"], f["rule"]), len(order)))
     result.update(
         success=bool(gx_result.success),
@@ -275,7 +307,7 @@ def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str
     )
     try:
         write_json_atomic(gx_results_dir(settings, business_date) / f"{feed}.json",
-                           _gx_result_for_docs(gx_result, suite_dict))
+                           _gx_result_for_docs(gx_result, suite_dict, personal))
     except Exception as exc:  # Data Docs input only: never fail the gate on it
         log.warning("could not keep GX result for Data Docs: %r", exc)
     return finish()
