@@ -27,7 +27,7 @@ install: $(BIN)/midoffice
 demo: install
 	rm -rf $(LANDING)
 	$(BIN)/midoffice generate --out $(LANDING) --start $(START) --days $(DAYS) --trades-per-day $(TRADES)
-	$(BIN)/midoffice run --landing $(LANDING) --home $(HOME_DIR) --from $(START) --to $(END)
+	$(BIN)/midoffice run --landing $(LANDING) --home $(HOME_DIR) --from $(START) --to $(END) --development-key
 	@echo "published warehouse: $(HOME_DIR)/warehouse/marts.duckdb"
 	@echo "daily packs:         $(HOME_DIR)/reports/<date>/index.html"
 

@@ -28,6 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+# Benchmarks run on generated sample data: they opt in to the development key (midoffice.pseudonym);
+# the child processes inherit it.
+os.environ.setdefault("MIDOFFICE_DEVELOPMENT_KEY", "1")
 START = "2026-01-05"
 
 STAGE_DRIVER = r"""

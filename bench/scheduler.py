@@ -12,6 +12,7 @@ on the same files. Prints where the scheduler's extra time goes. Nothing is asse
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Benchmarks run on generated sample data: they opt in to the development key (midoffice.pseudonym);
+# the scheduler's processes inherit it.
+os.environ.setdefault("MIDOFFICE_DEVELOPMENT_KEY", "1")
 sys.path.insert(0, str(REPO / "tests"))
 
 from airflow_cluster import AirflowCluster  # noqa: E402

@@ -76,9 +76,11 @@ def cmd_run(args) -> int:
         dates = business_dates(args.from_, args.to)
     if not dates:
         raise UsageError("no business date in the range")
-    from midoffice.pseudonym import MissingKeyError, resolve_key
+    from midoffice.pseudonym import DEV_KEY_ENV, MissingKeyError, resolve_key
     from midoffice.runner import prepare_airflow
 
+    if args.development_key:  # the DAG tasks run in this process and read the same environment
+        os.environ[DEV_KEY_ENV] = "1"
     prepare_airflow(settings)  # before anything imports airflow: it reads AIRFLOW_HOME once
     try:
         _key, source = resolve_key(settings)
@@ -167,6 +169,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--date", type=_date)
     r.add_argument("--from", dest="from_", type=_date)
     r.add_argument("--to", type=_date)
+    r.add_argument("--development-key", action="store_true",
+                   help="pseudonymise with the development key written in the code, when no key is configured: "
+                        "for sample data only (anyone can re-identify its client keys)")
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("report", help="(re)build the daily pack and extracts for a date")

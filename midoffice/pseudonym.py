@@ -3,8 +3,11 @@
 The key comes from the environment (MIDOFFICE_PSEUDONYM_KEY) or the Airflow connection
 `midoffice_pseudonym` (its password). It is never written to the warehouse, logs or XCom: it only
 lives in this process's memory and inside the DuckDB function registered on the build's
-connection. Sample data made by `midoffice generate` (marked by a `_SAMPLE_DATA` file in the
-landing folder) runs with a clearly marked development key when no key is configured.
+connection, and must hold at least 32 bytes of key material. The development key written in this
+code is used only when the person running the pipeline opts in (`midoffice run
+--development-key`, or MIDOFFICE_DEVELOPMENT_KEY=1 in the workers' environment), never because
+of a file in the landing folder: senders write there, and with the development key anyone can
+re-identify every client_key by hashing candidate ids.
 """
 
 from __future__ import annotations
@@ -12,18 +15,32 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from pathlib import Path
 
 from midoffice.config import DEV_PSEUDONYM_KEY, Settings
 
 KEY_ENV = "MIDOFFICE_PSEUDONYM_KEY"
 AIRFLOW_CONN_ID = "midoffice_pseudonym"
-SAMPLE_MARKER = "_SAMPLE_DATA"
+DEV_KEY_ENV = "MIDOFFICE_DEVELOPMENT_KEY"  # "1": the operator opts in to the development key
+SAMPLE_MARKER = "_SAMPLE_DATA"  # written by `midoffice generate`; informative only, never a key switch
 KEY_CHARS = 20  # 80 bits of the HMAC: collision-free for any realistic client file
+MIN_KEY_BYTES = 32  # as much key material as the HMAC-SHA256 output: a short key can be guessed
+MAKE_A_KEY = "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 class MissingKeyError(RuntimeError):
     pass
+
+
+def development_key_opted_in() -> bool:
+    return os.environ.get(DEV_KEY_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def _checked(value: str, source: str) -> tuple[bytes, str]:
+    key = value.encode()
+    if len(key) < MIN_KEY_BYTES:
+        raise MissingKeyError(f"the pseudonymisation key from {source} has {len(key)} bytes; it needs at least "
+                              f"{MIN_KEY_BYTES} ({MAKE_A_KEY})")
+    return key, source
 
 
 def _from_airflow() -> str | None:
@@ -37,23 +54,25 @@ def _from_airflow() -> str | None:
         return None
 
 
-def is_sample_landing(landing: Path) -> bool:
-    return (landing / SAMPLE_MARKER).is_file()
-
-
 def resolve_key(settings: Settings) -> tuple[bytes, str]:
-    """(key, where it came from); raises MissingKeyError outside the demo."""
+    """(key, where it came from); raises MissingKeyError without a usable key.
+
+    `settings` is unused since the landing folder no longer decides anything here; kept so that
+    every stage resolves the key the same way.
+    """
     value = os.environ.get(KEY_ENV)
     if value:
-        return value.encode(), f"environment variable {KEY_ENV}"
+        return _checked(value, f"environment variable {KEY_ENV}")
     value = _from_airflow()
     if value:
-        return value.encode(), f"Airflow connection {AIRFLOW_CONN_ID}"
-    if is_sample_landing(settings.landing):
-        return DEV_PSEUDONYM_KEY.encode(), "DEVELOPMENT key (sample data only; never use it for real feeds)"
+        return _checked(value, f"Airflow connection {AIRFLOW_CONN_ID}")
+    if development_key_opted_in():
+        return DEV_PSEUDONYM_KEY.encode(), (f"DEVELOPMENT key, opted in by --development-key / {DEV_KEY_ENV}=1 "
+                                            "(sample data only: anyone can re-identify its client keys)")
     raise MissingKeyError(
-        f"no pseudonymisation key: set {KEY_ENV} or the Airflow connection {AIRFLOW_CONN_ID} "
-        f"(landing {settings.landing} is not sample data)"
+        f"no pseudonymisation key: set {KEY_ENV} (at least {MIN_KEY_BYTES} bytes; {MAKE_A_KEY}) or the "
+        f"Airflow connection {AIRFLOW_CONN_ID}; for sample data only, opt in to the development key with "
+        f"`midoffice run --development-key`"
     )
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# The tests run on generated sample data: they opt in to the development key as `make demo` does
+# (tests of a missing or weak key remove it).
+os.environ.setdefault("MIDOFFICE_DEVELOPMENT_KEY", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 
