@@ -39,6 +39,21 @@ def date_folder(landing: Path, business_date: str) -> Path:
     return landing / business_date
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _refusing_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object, refusing a key given twice (json.loads would keep the last one silently:
+    two entries for one feed, of which the sender may have meant either)."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(repr(key))
+        seen[key] = value
+    return seen
+
+
 def read_manifest(landing: Path, business_date: str) -> dict:
     folder = date_folder(landing.resolve(), business_date)
     path = folder / "_manifest.json"
@@ -51,7 +66,10 @@ def read_manifest(landing: Path, business_date: str) -> dict:
     if path.stat().st_size > 1_000_000:
         raise FileLevelError(business_date, "_manifest", str(path), "manifest larger than 1 MB")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_refusing_duplicate_keys)
+    except DuplicateKey as exc:
+        raise FileLevelError(business_date, "_manifest", str(path),
+                             f"manifest names {exc} more than once: which entry holds is ambiguous")
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise FileLevelError(business_date, "_manifest", str(path), f"manifest unreadable: {exc}")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("feeds"), dict):

@@ -606,6 +606,19 @@ def test_an_invalid_manifest_entry_is_refused(delivery, fields, cause):
     assert_accounted(delivery.settings, result)
 
 
+def test_a_manifest_that_names_a_feed_twice_is_refused(delivery):
+    """Two entries for trades (the second with another file's checksum): json.loads kept the last
+    one silently, so which delivery was meant depended on the parser."""
+    text = (delivery.folder / "_manifest.json").read_text()
+    entry = json.dumps(delivery.manifest()["feeds"]["trades"] | {"rows": 1, "sha256": "0" * 64})
+    (delivery.folder / "_manifest.json").write_text(text.replace('"feeds": {', '"feeds": {"trades": ' + entry + ", ", 1))
+    assert text != (delivery.folder / "_manifest.json").read_text()
+    for feed in ("trades", "books"):  # the manifest as a whole is refused, for every feed
+        result = delivery.ingest(feed)
+        refused(result, "_manifest", "manifest names 'trades' more than once")
+        assert_accounted(delivery.settings, result)
+
+
 def test_a_deeply_nested_manifest_is_refused(delivery):
     (delivery.folder / "_manifest.json").write_text("[" * 100_000 + "]" * 100_000)
     refused(delivery.ingest("targets"), "manifest unreadable")
