@@ -131,9 +131,9 @@ def cmd_query(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from midoffice.query import show_status
+    from midoffice.status import show_status
 
-    return show_status(args.home)
+    return show_status(args.home, args.date.isoformat() if args.date else None)
 
 
 def cmd_dictionary(args) -> int:
@@ -189,8 +189,10 @@ def parser() -> argparse.ArgumentParser:
                     help="csv/json: write at most N rows, then exit 2 (default 5,000,000; 0: no limit)")
     qy.set_defaults(func=cmd_query)
 
-    st = sub.add_parser("status", help="per date and feed: gate, rows, quarantined, last run")
+    st = sub.add_parser("status", help="one line per business date: outcome, gates failed, quarantined, late, "
+                                       "what failed (with --date: every feed and stage of that date)")
     st.add_argument("--home", default=None)
+    st.add_argument("--date", type=_date, help="YYYY-MM-DD: that date's feeds and stages, reasons in full")
     st.set_defaults(func=cmd_status)
 
     dc = sub.add_parser("dictionary", help="write the data dictionary (docs/DATA_DICTIONARY.md)")

@@ -1,4 +1,4 @@
-"""Read-only access to the published warehouse: `midoffice query` and `midoffice status`.
+"""Read-only access to the published warehouse: `midoffice query` (and its reader for `midoffice status`).
 
 Opens <home>/warehouse/marts.duckdb read-only. Publishing swaps that file atomically (a new file
 is os.replace()d over the old one) and the pipeline never holds it open, so these work while a
@@ -330,69 +330,4 @@ def _execute_and_write(con, sql: str, fmt: str, out: TextIO, max_rows: int | Non
     except Exception as exc:  # an error raised while fetching (e.g. a failing cast)
         print(f"midoffice: query failed: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_OK
-
-
-STATUS_SQL = """
-WITH runs AS (
-    SELECT run_id, business_date, stage, status, finished_at,
-           CASE WHEN stage LIKE '%:%' THEN split_part(stage, ':', 2) END AS feed
-    FROM pipeline_runs
-),
-last_run_per_date AS (
-    -- the run that finished last for the date, and whether any of its stages failed
-    SELECT business_date, arg_max(run_id, finished_at) AS run_id, max(finished_at) AS finished_at
-    FROM runs GROUP BY business_date
-),
-run_outcome AS (
-    SELECT r.business_date, r.run_id, l.finished_at,
-           CASE WHEN bool_or(r.status <> 'SUCCESS') THEN 'FAILED' ELSE 'SUCCESS' END AS run_status
-    FROM runs r JOIN last_run_per_date l USING (business_date, run_id)
-    GROUP BY ALL
-),
-final AS (
-    SELECT h.business_date, h.feed, h.gate, h.received_rows, h.loaded_rows, h.quarantined_rows,
-           h.freshness, o.run_id AS last_run, o.run_status AS last_run_status,
-           date_trunc('second', o.finished_at) AS last_run_finished_at, h.reason
-    FROM dq_feed_health h
-    LEFT JOIN run_outcome o USING (business_date)
-)
-SELECT * FROM final ORDER BY business_date, feed
-"""
-
-STATUS_TEXT_WIDTH = 64  # run ids are long; a failure's reason is cut here (full text: dq_feed_health.reason)
-STATUS_HEADERS = ["business_date", "feed", "gate", "received", "loaded", "quarantined", "freshness",
-                  "last_run", "run_status", "finished_at", "reason"]
-
-
-def status_rows(settings: Settings) -> list[tuple]:
-    con = open_published(settings)
-    try:
-        return con.execute(STATUS_SQL).fetchall()
-    finally:
-        con.close()
-
-
-def show_status(home: str | None, out: TextIO | None = None) -> int:
-    """`midoffice status`: per business date and feed, the gate, rows, quarantined rows and last run."""
-    out = out or sys.stdout
-    try:
-        settings = published_settings(home)
-    except NothingPublished as exc:
-        print(f"midoffice: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    rows = status_rows(settings)
-    try:
-        for text in render_table(STATUS_HEADERS, rows, width=STATUS_TEXT_WIDTH, null=""):
-            out.write(text + "\n")
-        dates = sorted({r[0] for r in rows})
-        failed = [(r[0], r[1]) for r in rows if r[2] != "PASS"]
-        out.write(f"{len(dates)} business date{'s' if len(dates) != 1 else ''} published"
-                  + (f", {dates[0]} to {dates[-1]}" if dates else "")
-                  + (f"; {len(failed)} feed gate{'s' if len(failed) != 1 else ''} failed: "
-                     + ", ".join(f"{d} {f}" for d, f in failed[:10]) + (" ..." if len(failed) > 10 else "")
-                     if failed else "; every feed passed its gate") + "\n")
-        out.flush()
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
     return EXIT_OK
