@@ -200,7 +200,9 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
         con.execute("INSERT INTO core.published_dates SELECT ?, CAST(unnest(?) AS DATE)", [generation, unpublished])
     except Exception as exc:
         con.close()
-        staging.unlink(missing_ok=True)
+        # and its WAL: a write that failed half way (a full disk) leaves one beside the file
+        for leftover in (staging, staging.with_name(staging.name + ".wal")):
+            leftover.unlink(missing_ok=True)
         control.record_stage(settings, run_id, business_date, "publish", "FAILED", started_at, message=str(exc))
         raise
     try:

@@ -13,24 +13,9 @@ import os
 
 import pytest
 
-from conftest import generate_landing
+from conftest import generate_landing, run_stages
 
 DATES = ["2026-03-02", "2026-03-03", "2026-03-04"]
-
-
-def run_stages(settings, business_date: str, run_id: str) -> None:
-    from midoffice.contracts import ingest_order
-    from midoffice.ingest import ingest_feed
-    from midoffice.publish import publish
-    from midoffice.stages import validate_and_gate
-    from midoffice.warehouse import build_warehouse
-
-    for feed in ingest_order():
-        ingest_feed(settings, business_date, feed, run_id)
-    for feed in ingest_order():
-        validate_and_gate(settings, business_date, feed, run_id)
-    build_warehouse(settings, business_date, run_id)
-    publish(settings, business_date, run_id)
 
 
 @pytest.fixture(scope="module")
