@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from datetime import date
+from pathlib import Path
 
 from airflow.sdk import Asset, Param
 
@@ -60,14 +61,39 @@ def business_date(context) -> str:
     return check_business_date(value)
 
 
+ALLOWED_ROOTS_ENV = "MIDOFFICE_ALLOWED_ROOTS"  # folders a run's conf may name (os.pathsep between them)
+
+
+def allowed_roots() -> list[Path]:
+    """Where a run's conf may point `landing` and `home`: the configured MIDOFFICE_LANDING and
+    MIDOFFICE_HOME, and the folders listed in MIDOFFICE_ALLOWED_ROOTS (and what lies under them)."""
+    listed = [p for p in os.environ.get(ALLOWED_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    configured = [os.environ.get(k) for k in ("MIDOFFICE_LANDING", "MIDOFFICE_HOME")]
+    return [Path(p).resolve() for p in listed + [c for c in configured if c]]
+
+
+def confined(name: str, value: str) -> str:
+    """A folder named by a run's conf, if it lies in an allowed root. Whoever may trigger a DAG
+    must not make it publish another folder's feeds into the real home, or write anywhere the
+    worker can."""
+    path = Path(value).resolve()
+    roots = allowed_roots()
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        raise ValueError(f"conf {name} {value} is outside the configured folders "
+                         f"({', '.join(map(str, roots)) or 'none'}); add its root to {ALLOWED_ROOTS_ENV} "
+                         "in the workers' environment to allow it")
+    return str(path)
+
+
 def settings(context):
     from midoffice.config import settings_from
 
     params = context.get("params") or {}
-    landing = params.get("landing") or os.environ.get("MIDOFFICE_LANDING")
+    landing = confined("landing", params["landing"]) if params.get("landing") else os.environ.get("MIDOFFICE_LANDING")
     if not landing:
-        raise ValueError("no landing folder: set conf 'landing' or MIDOFFICE_LANDING")
-    return settings_from(landing, params.get("home") or os.environ.get("MIDOFFICE_HOME"))
+        raise ValueError("no landing folder: set MIDOFFICE_LANDING (or conf 'landing' inside an allowed root)")
+    home = confined("home", params["home"]) if params.get("home") else os.environ.get("MIDOFFICE_HOME")
+    return settings_from(landing, home)
 
 
 def wait_seconds(context) -> int:
@@ -106,12 +132,14 @@ def run_params() -> dict:
     return {
         "business_date": Param(None, type=["null", "string"], format="date",
                                description="Business date, for a run without a partition key"),
-        "landing": Param(None, type=["null", "string"], description="Landing folder (default $MIDOFFICE_LANDING)"),
-        "home": Param(None, type=["null", "string"], description="midoffice home (default $MIDOFFICE_HOME)"),
+        "landing": Param(None, type=["null", "string"],
+                         description="Landing folder (default $MIDOFFICE_LANDING; only inside $MIDOFFICE_ALLOWED_ROOTS)"),
+        "home": Param(None, type=["null", "string"],
+                      description="midoffice home (default $MIDOFFICE_HOME; only inside $MIDOFFICE_ALLOWED_ROOTS)"),
     }
 
 
 PARAMS_DOC = (
     "Conf (all optional): `business_date` (only for a run without a partition key), `landing` and "
-    "`home` (default `$MIDOFFICE_LANDING`, `$MIDOFFICE_HOME`)"
+    "`home` (default `$MIDOFFICE_LANDING`, `$MIDOFFICE_HOME`; another folder only inside `$MIDOFFICE_ALLOWED_ROOTS`)"
 )

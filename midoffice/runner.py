@@ -67,8 +67,10 @@ def prepare_airflow(settings: Settings) -> None:
     os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{airflow_home / 'airflow.db'}")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("MIDOFFICE_LANDING", str(settings.landing))
-    os.environ.setdefault("MIDOFFICE_HOME", str(settings.home))
+    # The in-process DAG runs are the operator's own: their folders are the configured ones (a
+    # run's conf may only name folders inside these, midoffice.orchestration.confined).
+    os.environ["MIDOFFICE_LANDING"] = str(settings.landing)
+    os.environ["MIDOFFICE_HOME"] = str(settings.home)
     marker = airflow_home / ".midoffice-db-ready"
     if not marker.exists():
         airflow_bin = Path(sys.executable).with_name("airflow")
@@ -103,7 +105,7 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
         eta = f" (about {_duration(done / (i - 1) * (len(dates) - i + 1))} left)" if i > 1 else ""
         progress(f"[{i}/{len(dates)}] {business_date}: running {INGEST_DAG_ID}, {WAREHOUSE_DAG_ID}{eta}…")
         t0 = time.monotonic()
-        conf = {"business_date": business_date, "landing": str(settings.landing), "home": str(settings.home)}
+        conf = {"business_date": business_date}  # landing and home: MIDOFFICE_LANDING and _HOME (prepare_airflow)
         ingest_run = ingest_dag.test(run_conf=conf, logical_date=None)
         warehouse_run = None
         if not _undecided_gates(ingest_run):  # the scheduler's condition: every gate event emitted

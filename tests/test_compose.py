@@ -56,3 +56,24 @@ def test_no_password_or_secret_has_a_default():
         assert all(u.startswith(":?") for u in uses), f"{secret} must be required (${{{secret}:?...}}), not defaulted"
     # nothing that looks like a literal password in a connection string
     assert not re.search(r"://[^:/@\s]+:(?!\$\{)[^@\s]+@", text)
+
+
+def test_the_api_server_listens_on_loopback_only_and_asks_for_a_login():
+    """Issue 22: port 8080 was published on every interface with no auth manager configured."""
+    services = COMPOSE["services"]
+    assert services["airflow-api-server"]["ports"] == ["127.0.0.1:8080:8080"]
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    env = services["airflow-api-server"]["environment"]
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"].endswith("SimpleAuthManager")
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
+    roles = dict(u.split(":")[:2] for u in env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(","))
+    assert roles == {"operator": "admin", "analyst": "viewer"}
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"].startswith("/data/")  # kept on the volume
+
+
+def test_only_the_workers_that_run_tasks_get_the_pseudonymisation_key():
+    holders = sorted(name for name, service in COMPOSE["services"].items()
+                     if "MIDOFFICE_PSEUDONYM_KEY" in (service.get("environment") or {}))
+    assert holders == ["airflow-worker"]
