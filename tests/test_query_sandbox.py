@@ -120,3 +120,16 @@ def test_the_command_line_takes_the_bounds(home):
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and len(run.stdout.splitlines()) == 8
     assert "--max-rows" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_duckdb_command_the_readme_gives_is_installed_and_reads_the_warehouse(home):
+    """Issue 21: the README told analysts to run `duckdb -readonly ...`, and no duckdb command was
+    installed. The pinned duckdb-cli package installs it beside the product's own command."""
+    duckdb_cli = Path(sys.executable).with_name("duckdb")
+    assert duckdb_cli.is_file(), "duckdb-cli is not installed in this environment (pyproject dependency)"
+    readme = (REPO / "README.md").read_text()
+    assert ".venv/bin/duckdb -readonly" in readme
+    run = subprocess.run([str(duckdb_cli), "-readonly", "-csv", str(home / "warehouse" / "marts.duckdb"),
+                          "-c", "SELECT count(*) AS n FROM risk_exposure"], capture_output=True, text=True)
+    assert (run.returncode, run.stdout) == (0, "n\n100\n"), run.stderr
+    assert duckdb.__version__ in subprocess.run([str(duckdb_cli), "-version"], capture_output=True, text=True).stdout
