@@ -605,6 +605,37 @@ def _too_big(business_date: str, feed: Feed, path: Path, con, exc: Exception) ->
     )
 
 
+def _has_quoted_newlines(path: Path, header_lines: int, records: int) -> bool:
+    """True when the file has more line breaks than records (a quoted value spans lines)."""
+    breaks, last = 0, b""
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            breaks += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines = breaks + (1 if last not in (b"", b"\n") else 0)
+    return lines > header_lines + records
+
+
+def _physical_line(con, logical_line_sql: str, column: str) -> str:
+    """SQL for the physical line of the record at logical line `column`.
+
+    DuckDB numbers records (its rejects' `line`, and our ordinals) as if each were one line; a
+    quoted value with line breaks moves every later record down by as many lines. The records
+    that hold breaks are few: their logical lines and break counts go into a small table.
+    """
+    breaks = "length({0}) - length(replace({0}, chr(10), ''))"
+    con.execute(f"""
+        CREATE TEMP TABLE line_breaks AS
+        SELECT logical, n FROM (
+            SELECT {logical_line_sql} AS logical, {breaks.format("concat_ws('', *COLUMNS(* EXCLUDE (_ord)))")} AS n
+            FROM raw c
+            UNION ALL
+            SELECT line, {breaks.format("csv_line")} FROM rejects
+        ) WHERE n > 0
+    """)
+    return f"({column} + coalesce((SELECT sum(b.n) FROM line_breaks b WHERE b.logical < {column}), 0))"
+
+
 def _split_and_write(con, settings, feed, business_date, path, run_id, result, staged, quarantined,
                              header_lines, raw_record_sql) -> None:
     _split(con, settings, feed, business_date, feed.format, result)
@@ -619,9 +650,12 @@ def _split_and_write(con, settings, feed, business_date, path, run_id, result, s
     )
     loaded_cols = ", ".join(f"{q('t_' + c.name)} AS {q(c.name)}" for c in feed.columns)
     _copy_atomic(con, f"SELECT {loaded_cols} FROM checked WHERE _rule IS NULL ORDER BY _ord", staged)
+    line_out = "line"
+    if feed.format == "csv" and _has_quoted_newlines(path, header_lines, result.received_rows):
+        line_out = _physical_line(con, line_expr, "line")
     quarantine_sql = f"""
         SELECT CAST(getvariable('business_date') AS DATE) AS business_date, '{feed.name}' AS feed,
-               {_literal(result.file)} AS file, CAST(line AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
+               {_literal(result.file)} AS file, CAST({line_out} AS BIGINT) AS line, rule, detail, raw_record, {_literal(run_id)} AS run_id
         FROM (
             SELECT {line_expr} AS line, _rule AS rule, _detail AS detail,
                    left({raw_record_sql}, {RAW_RECORD_MAX_CHARS}) AS raw_record

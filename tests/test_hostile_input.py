@@ -919,3 +919,25 @@ def test_a_failed_chunk_reports_its_own_error_not_the_aborted_transaction(tmp_pa
     with pytest.raises(ddb.ConversionException, match="DECIMAL"):
         _in_chunks(con, model, DAY, overflowing_chunk)
     con.close()
+
+
+def test_quarantine_lines_are_physical_lines_after_a_quoted_line_break(delivery):
+    """A quoted value with line breaks (a trader's note pasted with Enter) makes the record span
+    several lines; every later quarantined record was reported one line too low per break."""
+    def poison(header, rows):
+        rows = [dict(r) for r in rows]
+        rows[2]["venue"] = "XLON\nsee note\nline three"   # record 3: physical lines 4-6
+        rows[9]["side"] = "HOLD"                          # record 10: physical line 13, not 11
+        rows[20]["venue"] = "XPAR\r\nwindows break"       # record 21: lines 24-25
+        rows[30]["quantity"] = "-5"                       # record 31: physical line 35, not 32
+        return header, rows
+
+    _csv_with(delivery, "trades", poison)
+    lines = delivery.file("trades").read_text().split("\n")
+    result = delivery.ingest("trades")
+    held = {r["rule"]: r["line"] for r in quarantined(delivery.settings, "trades")}
+    assert held == {"side:values": 13, "quantity:range": 35}
+    assert ",HOLD," in lines[13 - 1] and ",-5," in lines[35 - 1]  # the lines a person would open
+    loaded = {r["venue"] for r in staged_rows(delivery.settings, "trades")}
+    assert {"XLON\nsee note\nline three", "XPAR\r\nwindows break"} <= loaded  # the breaks are data
+    assert_accounted(delivery.settings, result)
