@@ -22,6 +22,15 @@ def _na(sid: str, title: str, reason: str) -> Section:
     return Section(sid, title, [NotAvailable(reason)])
 
 
+def _read(p: Pack, mart: str, columns: tuple[str, ...] | list[str], query: Callable[[Pack], list]) -> tuple[list, str | None]:
+    """The section's rows of `mart`, or why there are none (not published, a column lacking, no rows)."""
+    why = p.missing(mart, *columns)
+    if why:
+        return [], why
+    rows = query(p)
+    return rows, None if rows else p.why_empty(mart)
+
+
 def _target_legend(what: str = "target") -> list[tuple[str, str]]:
     return [(f"within {what}", STATUS["OK"]), (f"outside {what}", STATUS["BREACH"])]
 
@@ -107,12 +116,10 @@ def section_alerts(p: Pack, tgts: dict) -> Section:
 
 
 def section_targets(p: Pack, tgts: dict) -> Section:
-    why = p.missing("kpi_targets", "target_id", "metric", "scope_id", "actual", "target_value", "met")
+    rows, why = _read(p, "kpi_targets", ("target_id", "metric", "scope_id", "actual", "target_value", "met"),
+                      Q.target_rows)
     if why:
         return _na("targets", "Targets", why)
-    rows = Q.target_rows(p)
-    if not rows:
-        return _na("targets", "Targets", p.why_empty("kpi_targets"))
     met = sum(1 for r in rows if r[5])
     missed = sum(1 for r in rows if r[5] is False)
 
@@ -171,12 +178,9 @@ def _limit_label(scope_type: str, metric: str) -> str:
 
 def section_limits(p: Pack, tgts: dict, shown_max: int = 25) -> Section:
     title = "Limit utilisation"
-    why = p.missing("risk_limit_utilisation", *Q.LIMIT_COLUMNS)
+    rows, why = _read(p, "risk_limit_utilisation", Q.LIMIT_COLUMNS, Q.limit_rows)
     if why:
         return _na("limits", title, why)
-    rows = Q.limit_rows(p)
-    if not rows:
-        return _na("limits", title, p.why_empty("risk_limit_utilisation"))
     counts = {s: sum(1 for r in rows if r[7] == s) for s in ("BREACH", "WARNING", "OK")}
     bars = [Bar(_limit_label(st, met), (u,), colors=(status_color(status),), member=lid, sublabel=sid or "",
                 note=status + (f" {plural(cb, 'day')}" if cb else ""))
@@ -209,12 +213,9 @@ def section_limits(p: Pack, tgts: dict, shown_max: int = 25) -> Section:
 
 def section_var(p: Pack, tgts: dict, history: int = 60) -> Section:
     title = "Value-at-risk and backtest (FIRM)"
-    why = p.missing("risk_var", "portfolio", "var_99", "var_95", "es_975")
+    var, why = _read(p, "risk_var", ("portfolio", "var_99", "var_95", "es_975"), lambda p: Q.var_rows(p, history))
     if why:
         return _na("var", title, why)
-    var = Q.var_rows(p, history)
-    if not var:
-        return _na("var", title, p.why_empty("risk_var"))
     bt_why = p.missing("risk_var_backtest", "hypothetical_pnl_usd", "exception", "var_99", "exceptions_250", "zone")
     bt = {} if bt_why else Q.backtest_rows(p, var[0][0])
     dates = sorted({r[0] for r in var} | set(bt))
@@ -261,13 +262,10 @@ AGE_BUCKETS = ["0-1", "2-5", "6-30", ">30"]
 
 def section_recon(p: Pack, tgts: dict) -> Section:
     title = "Front-to-back reconciliation"
-    why = p.missing("ops_recon_summary", "book", "status", "age_bucket", "is_break", "trades", "notional_usd",
-                    "match_rate", "book_trades")
+    books, why = _read(p, "ops_recon_summary", ("book", "status", "age_bucket", "is_break", "trades", "notional_usd",
+                                                "match_rate", "book_trades"), Q.recon_book_rows)
     if why:
         return _na("recon", title, why)
-    books = Q.recon_book_rows(p)
-    if not books:
-        return _na("recon", title, p.why_empty("ops_recon_summary"))
     by_age: dict[str, dict] = {b: {} for b in AGE_BUCKETS}
     notional = {b: 0.0 for b in AGE_BUCKETS}
     for bucket, status, n, usd in Q.break_rows(p):
@@ -297,13 +295,10 @@ def section_recon(p: Pack, tgts: dict) -> Section:
 
 def section_settlement(p: Pack, tgts: dict) -> Section:
     title = "Settlement efficiency"
-    why = p.missing("ops_settlement_efficiency", "intended_settle_date", "custodian", "due", "settled_on_time",
-                    "settled_late", "failed", "due_amount_usd", "settled_on_time_amount_usd")
+    by_date, why = _read(p, "ops_settlement_efficiency", ("intended_settle_date", "custodian", "due", "settled_on_time",
+                         "settled_late", "failed", "due_amount_usd", "settled_on_time_amount_usd"), Q.settlement_by_date)
     if why:
         return _na("settlement", title, why)
-    by_date = Q.settlement_by_date(p)
-    if not by_date:
-        return _na("settlement", title, p.why_empty("ops_settlement_efficiency"))
     target = tgts.get(("SETTLEMENT_EFFICIENCY_MIN", "ALL"))
     refs = [(target[1], STATUS["BREACH"], f"target {fmt_pct(target[1])}")] if target else []
     trend = time_chart(
@@ -367,12 +362,10 @@ def section_clients(p: Pack, tgts: dict) -> Section:
 
 def section_cost_income(p: Pack, tgts: dict) -> Section:
     title = "Cost-to-income by desk (month to date)"
-    why = p.missing("cost_income", "period", "cost_center", "revenue_usd", "expense_usd", "cost_to_income")
+    rows, why = _read(p, "cost_income", ("period", "cost_center", "revenue_usd", "expense_usd", "cost_to_income"),
+                      Q.cost_income_rows)
     if why:
         return _na("cost", title, why)
-    rows = Q.cost_income_rows(p)
-    if not rows:
-        return _na("cost", title, p.why_empty("cost_income"))
     target = tgts.get(("COST_TO_INCOME_MAX", "ALL"))
 
     def within(center: str, cti: float) -> bool | None:
@@ -404,12 +397,9 @@ def section_cost_income(p: Pack, tgts: dict) -> Section:
 def section_data_quality(p: Pack, tgts: dict) -> Section:
     title = "Data-quality health"
     cols = Q.FEED_HEALTH_COLUMNS
-    why = p.missing("dq_feed_health", *cols)
+    rows, why = _read(p, "dq_feed_health", cols, Q.feed_health_rows)
     if why:
         return _na("dq", title, why)
-    rows = Q.feed_health_rows(p)
-    if not rows:
-        return _na("dq", title, p.why_empty("dq_feed_health"))
     chips = [Chip(f, g, fresh or "", Value(f"{fmt_count(lo)} loaded", "dq_feed_health", "loaded_rows", f, lo),
                   Value(f"{fmt_count(qr)} quarantined", "dq_feed_health", "quarantined_rows", f, qr))
              for f, g, _, _, lo, qr, _, fresh, _ in rows]
