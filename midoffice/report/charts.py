@@ -27,8 +27,15 @@ STATUS_OF = {"PASS": "OK", "FAIL": "BREACH", "MATCHED": "OK", "met": "OK", "miss
 MEASURE = {"primary": "#2b6cb0", "secondary": "#90cdf4", "slate": "#4a5568", "neutral": "#cbd5e0",
            "target": "#1a202c", "violet": "#6b46c1", "orange": "#dd6b20", "pink": "#b83280",
            "cyan": "#0987a0", "brown": "#7b341e"}
-LABEL_FONT_PX = 7.4       # advance of a 12 px capital (labels are mostly codes), to size the label column
-LABEL_MAX_W = 300
+LABEL_MAX_W = 300         # px: a longer label wraps onto a second line
+
+
+def text_width(text: str, px: float = 12.0) -> float:
+    """The width of `text` at `px` in the page's sans-serif (DejaVu Sans advances), erring wide:
+    a label or value is placed by it and must never be cut."""
+    em = sum(0.78 if c.isupper() else 0.64 if c.isdigit() else 0.62 if c.islower() else 0.34 if c == " " else 0.6
+             for c in text)
+    return em * px
 
 
 def status_color(status: str | None) -> str:
@@ -77,7 +84,7 @@ def _legend(entries: Sequence[tuple[str, str]], x0: float, y: float = 4, size: i
     for name, color in entries:
         out.append(Shape("rect", {"x": _f(lx), "y": y, "width": size, "height": size, "fill": color}))
         out.append(Shape("text", {"x": _f(lx + size + 4), "y": y + 9, "class": "lg"}, name))
-        lx += size + 16 + 7.2 * len(name)
+        lx += size + 18 + text_width(name, 11)
     return out
 
 
@@ -101,26 +108,26 @@ class Bar:
     sublabel: str = ""                 # a second, smaller line under the label (e.g. a long key)
 
 
-def _wrap(text: str, chars: int) -> list[str]:
-    """At most two lines of about `chars` characters, broken at spaces (a long word stays whole)."""
-    if len(text) <= chars:
+def _wrap(text: str, width: float) -> list[str]:
+    """At most two lines that fit `width` px, broken at spaces (a long word stays whole)."""
+    if text_width(text) <= width:
         return [text]
-    words, lines = text.split(" "), [""]
-    for w in words:
-        if lines[-1] and len(lines[-1]) + 1 + len(w) > chars and len(lines) < 2:
+    lines = [""]
+    for w in text.split(" "):
+        if lines[-1] and text_width(f"{lines[-1]} {w}") > width and len(lines) < 2:
             lines.append(w)
         else:
             lines[-1] = f"{lines[-1]} {w}".strip()
     return lines
 
 
-def label_width(labels: Sequence[str], minimum: int = 60) -> int:
-    longest = max((len(t) for t in labels), default=0)
-    return int(min(max(minimum, LABEL_FONT_PX * longest + 12), LABEL_MAX_W))
+def label_width(labels: Sequence[str], sublabels: Sequence[str] = (), minimum: int = 60) -> int:
+    widest = max([text_width(t) for t in labels] + [text_width(t, 10.5) for t in sublabels] + [0.0])
+    return math.ceil(min(max(minimum, widest + 14), LABEL_MAX_W))
 
 
-def _label(b: Bar, x: float, y_mid: float, chars: int) -> Shape:
-    lines = _wrap(b.label, chars) + ([b.sublabel] if b.sublabel else [])
+def _label(b: Bar, x: float, y_mid: float, width: float) -> Shape:
+    lines = _wrap(b.label, width) + ([b.sublabel] if b.sublabel else [])
     first = y_mid + 4 - 7 * (len(lines) - 1)
     spans = [Shape("tspan", {"x": _f(x), "y": _f(first + 14 * k), **({"class": "sub"} if b.sublabel and k == len(lines) - 1 else {})},
                    line) for k, line in enumerate(lines)]
@@ -144,15 +151,16 @@ def hbar_chart(bars: list[Bar], series: list[Series], *, mart: str, fmt: Callabl
     lo, hi = min([0.0] + vals), max([0.0] + vals)
     if hi == lo:
         hi = lo + 1.0
-    label_w = label_width([b.label for b in bars] + [b.sublabel for b in bars])
-    chars = int((label_w - 12) / LABEL_FONT_PX)
-    longest = max(len(fmt(v)) + (len(b.note) + 3 if b.note else 0) for b in bars for v in b.values if v is not None)
-    text_w = int(min(max(70, 6.3 * longest + 12), width * 0.45))
+    label_w = label_width([b.label for b in bars], [b.sublabel for b in bars if b.sublabel])
+    fits = label_w - 14
+    longest = max(text_width(fmt(v) + (f" · {b.note}" if b.note else ""), 11)
+                  for b in bars for v in b.values if v is not None)
+    text_w = int(min(max(70, longest + 12), width * 0.45))
     plot_w = width - label_w - text_w - 8  # a tick at the top of the range stays clear of the values
     entries = list(legend) or ([(s.name, s.color) for s in series] if len(series) > 1 else [])
     legend_h = 20 if entries else 0
     sub_h = 14 if len(series) > 1 else 18
-    lines = max(len(_wrap(b.label, chars)) + (1 if b.sublabel else 0) for b in bars)
+    lines = max(len(_wrap(b.label, fits)) + (1 if b.sublabel else 0) for b in bars)
     row_h = max(sub_h * len(series) + 8, 14 * lines + 6)
     height = legend_h + len(bars) * row_h + 18
 
@@ -163,7 +171,7 @@ def hbar_chart(bars: list[Bar], series: list[Series], *, mart: str, fmt: Callabl
     for i, b in enumerate(bars):
         y0 = legend_h + i * row_h + 4
         member = b.member if b.member is not None else b.label
-        shapes.append(_label(b, label_w - 6, y0 + row_h / 2 - 2, chars))
+        shapes.append(_label(b, label_w - 6, y0 + row_h / 2 - 2, fits))
         bars_h = sub_h * len(series)
         top = y0 + (row_h - 8 - bars_h) / 2
         for j, (s, v) in enumerate(zip(series, b.values)):
