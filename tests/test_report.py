@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -176,8 +177,13 @@ def last_date(sample_run) -> str:
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory) -> Path:
-    """Where this module leaves what a reader would look at (screenshots), printed by the tests."""
-    return tmp_path_factory.mktemp("report-artefacts")
+    """Where this module leaves what a reader would look at (screenshots), printed by the tests:
+    $MIDOFFICE_TEST_ARTEFACTS when set (pytest's own temporary folders are pruned by later runs)."""
+    chosen = os.environ.get("MIDOFFICE_TEST_ARTEFACTS")
+    if not chosen:
+        return tmp_path_factory.mktemp("report-artefacts")
+    Path(chosen).mkdir(parents=True, exist_ok=True)
+    return Path(chosen)
 
 
 # The page's width against the window's, and every chart text that pokes out of its SVG (cut).
