@@ -16,7 +16,6 @@ query cannot be typed that way shows its columns without a type rather than fail
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -331,95 +330,51 @@ def write_markdown(path: Path = DICTIONARY_MD) -> Path:
 
 # --- HTML (for the daily pack) -----------------------------------------------------------------
 
-HTML_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1a202c;background:#f7fafc;max-width:1200px}
-h1{margin:0 0 4px} h2{margin-top:28px} .sub{color:#4a5568;margin-bottom:16px}
-section{background:#fff;border-radius:8px;padding:12px 16px;margin-bottom:14px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
-table{border-collapse:collapse;font-size:13px;width:100%} th,td{padding:4px 8px;border-bottom:1px solid #e2e8f0;text-align:left;vertical-align:top}
-th{background:#edf2f7} code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-pre{background:#f1f5f9;padding:8px;border-radius:6px;overflow-x:auto}
-.tag{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;background:#e2e8f0;margin-right:4px}
-.absent{background:#fed7d7} .present{background:#c6f6d5} .muted{color:#718096}
-nav a{margin-right:10px;white-space:nowrap}
-"""
+def _mart_view(d: MartDoc, published: dict[str, list[tuple[str, str]]], rows: dict[str, int],
+               business_date: str | None) -> dict:
+    """What the dictionary page shows of one mart (plain values: the template does the layout)."""
+    m = d.model
+    here = m.name in published
+    state = (("present", f"published: {rows[m.name]:,} row{'' if rows[m.name] == 1 else 's'} for {business_date}")
+             if here and m.name in rows else ("present", "published") if here else
+             ("absent", "not in the published warehouse") if published else None)
+    actual = dict(published.get(m.name, []))
+    columns = [{"name": c, "type": actual.get(c) or d.types.get(c, ""), "description": desc, "grain": c in m.grain}
+               for c, desc in m.columns.items()]
+    columns += [{"name": c, "type": actual[c], "description": None, "grain": False}
+                for c in actual if c not in m.columns]  # published but not in the yml
+    return {"name": m.name, "state": state, "paragraphs": _para(m.description).split("\n\n"),
+            "grain": ", ".join(m.grain), "partition": m.partition, "feeds": ", ".join(m.depends_on_feeds) or "—",
+            "marts_read": list(m.depends_on_models), "upstream_feeds": ", ".join(d.upstream_feeds) or "none",
+            "read_by": list(d.downstream), "columns": columns, "example": m.example.strip()}
 
 
-def _e(x) -> str:
-    return html.escape("" if x is None else str(x))
+def _feed_view(f: Feed, marts: tuple[str, ...]) -> dict:
+    return {"name": f.name, "description": f.description, "file": f.file, "format": f.format, "kind": f.kind,
+            "deadline": f.deadline, "key": ", ".join(f.key), "references": ", ".join(f.depends_on),
+            "marts": list(marts),
+            "columns": [{"name": c.name, "type": c.type, "rules": column_rules(f, c), "description": c.description}
+                        for c in f.columns],
+            "rules": [(r.name, r.sql) for r in f.rules]}
 
 
 def render_html(business_date: str | None = None, published: dict[str, list[tuple[str, str]]] | None = None,
                 rows: dict[str, int] | None = None, back_link: str | None = "index.html") -> str:
-    """The dictionary as one self-contained page; with `published`, say what the warehouse holds."""
+    """The dictionary as one self-contained page; with `published`, say what the warehouse holds.
+
+    The layout is midoffice/report/templates/dictionary.html.j2 (autoescaped), beside the pack's.
+    """
+    from midoffice.report.render import render
+
     published = published or {}
     rows = rows or {}
     docs = mart_docs({t: dict(cols) for t, cols in published.items()} or None)
     feeds = load_contracts()
     fed_by = marts_fed_by([d.model for d in docs])
-    title = "Data dictionary" + (f" — {business_date}" if business_date else "")
-    parts = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-             f'<link rel="icon" href="data:,"><style>{HTML_CSS}</style></head><body>',
-             f"<h1>{_e(title)}</h1>"]
-    sub = "Every mart and column of the published warehouse, its lineage, and the feed contracts."
-    if back_link:
-        sub += f' <a href="{_e(back_link)}">Back to the daily pack</a>.'
-    parts.append(f'<div class="sub">{sub}</div>')
-    parts.append("<nav>" + "".join(f'<a href="#{d.model.name}">{d.model.name}</a>' for d in docs)
-                 + "".join(f'<a href="#{t}">{t}</a>' for t in side_tables())
-                 + "".join(f'<a href="#feed-{f}">feed {f}</a>' for f in feeds) + "</nav>")
-    parts.append("<h2>Marts</h2>")
-    for d in docs:
-        m = d.model
-        here = m.name in published
-        state = (f'<span class="tag present">published: {rows[m.name]:,} row{"" if rows[m.name] == 1 else "s"} '
-                 f'for {_e(business_date)}</span>'
-                 if here and m.name in rows else
-                 '<span class="tag present">published</span>' if here else
-                 '<span class="tag absent">not in the published warehouse</span>' if published else "")
-        actual = dict(published.get(m.name, []))
-        body = "".join(
-            f"<tr><td><code>{_e(c)}</code>{' <span class=muted>(grain)</span>' if c in m.grain else ''}</td>"
-            f"<td>{_e(actual.get(c) or d.types.get(c, ''))}</td><td>{_e(desc)}</td></tr>"
-            for c, desc in m.columns.items())
-        extra = [c for c in actual if c not in m.columns]
-        body += "".join(f'<tr><td><code>{_e(c)}</code></td><td>{_e(actual[c])}</td>'
-                        f'<td class="absent">undocumented</td></tr>' for c in extra)
-        parts.append(
-            f'<section id="{m.name}"><h3>{_e(m.name)} {state}</h3>'
-            + "".join(f"<p>{_e(p)}</p>" for p in _para(m.description).split("\n\n"))
-            + f"<p><b>Grain</b>: {_e(', '.join(m.grain))} · <b>partition</b>: {_e(m.partition)} · "
-              f"<b>feeds read</b>: {_e(', '.join(m.depends_on_feeds) or '—')} · <b>marts read</b>: "
-            + (", ".join(f'<a href="#{x}">{x}</a>' for x in m.depends_on_models) or "—")
-            + f"<br><b>Upstream feeds</b> (the mart keeps its previous rows for a date when one fails its gate): "
-              f"{_e(', '.join(d.upstream_feeds) or 'none')}"
-            + ("<br><b>Read by</b>: " + ", ".join(f'<a href="#{x}">{x}</a>' for x in d.downstream) if d.downstream else "")
-            + "</p><table><thead><tr><th>column</th><th>type</th><th>description</th></tr></thead>"
-            + f"<tbody>{body}</tbody></table>"
-            + (f"<p><b>Example</b></p><pre>{_e(m.example.strip())}</pre>" if m.example.strip() else "")
-            + "</section>")
-    parts.append("<h2>Control and storage tables</h2>")
-    for t, (desc, cols) in side_tables().items():
-        parts.append(f'<section id="{t}"><h3>{t}</h3><p>{_e(desc)}</p><table><thead><tr><th>column</th>'
-                     "<th>description</th></tr></thead><tbody>"
-                     + "".join(f"<tr><td><code>{_e(c)}</code></td><td>{_e(v)}</td></tr>" for c, v in cols.items())
-                     + "</tbody></table></section>")
-    parts.append("<h2>Feeds</h2>")
-    for f in feeds.values():
-        parts.append(
-            f'<section id="feed-{f.name}"><h3>feed {_e(f.name)}</h3><p>{_e(f.description)}</p>'
-            f"<p><b>File</b>: <code>{_e(f.file)}</code> ({_e(f.format)}), {_e(f.kind)}, due {_e(f.deadline)} UTC · "
-            f"<b>key</b>: {_e(', '.join(f.key))}"
-            + (f" · <b>references</b>: {_e(', '.join(f.depends_on))}" if f.depends_on else "")
-            + "<br><b>Marts fed</b>: " + (", ".join(f'<a href="#{x}">{x}</a>' for x in fed_by[f.name]) or "—")
-            + "</p><table><thead><tr><th>column</th><th>type</th><th>rules</th><th>description</th></tr></thead><tbody>"
-            + "".join(f"<tr><td><code>{_e(c.name)}</code></td><td>{_e(c.type)}</td><td>{_e(column_rules(f, c))}</td>"
-                      f"<td>{_e(c.description)}</td></tr>" for c in f.columns)
-            + "</tbody></table>"
-            + ("<p><b>Row rules</b>: " + "; ".join(f"<code>{_e(r.name)}</code>: <code>{_e(r.sql)}</code>" for r in f.rules)
-               + "</p>" if f.rules else "")
-            + "</section>")
-    parts.append("</body></html>")
-    return "".join(parts)
+    return render("dictionary.html.j2", business_date=business_date, back_link=back_link,
+                  marts=[_mart_view(d, published, rows, business_date) for d in docs],
+                  side_tables=[{"name": t, "description": desc, "columns": cols} for t, (desc, cols) in side_tables().items()],
+                  feeds=[_feed_view(f, fed_by[f.name]) for f in feeds.values()])
 
 
 # --- command line ------------------------------------------------------------------------------

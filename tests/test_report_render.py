@@ -1,0 +1,76 @@
+"""The pack's building blocks without a warehouse: templates ship and escape, labels are whole,
+plurals are right, and a status has one colour in every chart, table and tile."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+from midoffice.report.charts import MEASURE, STATUS, Bar, Series, hbar_chart, status_color, verdict
+from midoffice.report.formats import plural
+from midoffice.report.render import render
+from midoffice.report.view import Figure, Section, Source, Table, Tile, Value, data_table
+
+
+def _page(sections: list[Section], tiles: list[Tile] = ()) -> str:
+    return render("pack.html.j2", d="2026-01-07", run_id="run-<1>", tiles=list(tiles), sections=sections,
+                  nav=[(s.sid, s.title) for s in sections],
+                  publication={"run_id": "manual__x", "business_date": "2026-01-07",
+                               "published_at": "2026-01-07 19:02", "generation": 7})
+
+
+def test_templates_are_package_data():
+    templates = files("midoffice.report") / "templates"
+    assert {"pack.html.j2", "blocks.html.j2", "dictionary.html.j2"} <= {p.name for p in templates.iterdir()}
+
+
+def test_text_from_the_warehouse_is_escaped():
+    evil = '<script>alert("x")</script>'
+    table = data_table("alerts", [("message", "message", str)], [(evil,)])
+    page = _page([Section("alerts", evil, [table, Source([evil])], lead=[Value(evil, "alerts", "message", evil)])])
+    assert "<script" not in page and page.count("&lt;script&gt;") >= 4
+
+
+def test_header_shows_the_date_and_publication_and_the_run_id_only_in_the_footer():
+    page = _page([])
+    header = page[page.index("<header>"):page.index("</header>")]
+    assert "2026-01-07" in header and "generation 7" in header and "2026-01-07 19:02 UTC" in header
+    assert "manual__x" not in header and "run-" not in header
+    footer = page[page.index("<footer>"):page.index("</footer>")]
+    assert "manual__x" in footer and "run-&lt;1&gt;" in footer
+
+
+def test_plurals():
+    assert plural(1, "row") == "1 row" and plural(0, "row") == "0 rows" and plural(1204, "row") == "1,204 rows"
+    one_more = data_table("alerts", [("n", "n", str)], [(1,), (2,)], limit=1)
+    assert one_more.more_text == "1 more row in the extract"
+    assert "1 more row in the extract" in _page([Section("alerts", "Alerts", [one_more])])
+    assert data_table("alerts", [("n", "n", str)], [(1,), (2,), (3,)], limit=1).more_text.startswith("2 more rows")
+
+
+def test_long_labels_are_shown_whole():
+    label, key = "CLIENT · gross", "bec0429408cfa04fb6bf"
+    long_label = "A DESK WITH A VERY LONG NAME THAT NEEDS TWO LINES TO BE READ"
+    chart = hbar_chart([Bar(label, (1.08,), sublabel=key), Bar(long_label, (0.5,))],
+                       [Series("utilisation", "utilisation", STATUS["OK"])], mart="risk_limit_utilisation")
+    page = _page([Section("limits", "Limits", [Figure([chart], Source(["risk_limit_utilisation.utilisation"]))])])
+    spans = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", page)
+    assert "CLIENT · gross" in spans and key in spans            # the key whole, on its own line
+    wrapped = [s for s in spans if s in long_label]
+    assert len(wrapped) == 2 and " ".join(wrapped) == long_label  # on two lines, nothing cut
+    assert "…" not in page
+
+
+def test_one_colour_per_status():
+    assert status_color("PASS") == status_color("OK") == status_color("MATCHED") == verdict(True) == STATUS["OK"]
+    assert status_color("FAIL") == status_color("BREACH") == verdict(False) == STATUS["BREACH"]
+    assert status_color("WARNING") == status_color("YELLOW") == STATUS["WARNING"]
+    # measures never borrow a status colour, so a colour on the page always means the same thing
+    assert not set(MEASURE.values()) & set(STATUS.values())
+    tiles = [Tile("limits_breach", "Limits in breach", "4", "kpi_daily", "limits_breach", 4, "BREACH")]
+    table = Table("alerts", [("severity", "severity")], [], kind="table")
+    page = _page([Section("alerts", "Alerts", [table])], tiles)
+    css = page[page.index("<style>"):page.index("</style>")]
+    for name, colour in STATUS.items():
+        assert f".v.st-{name},span.st-{name},p.st-{name}{{color:{colour}}}" in css
+    assert 'class="tile st-BREACH"' in page and 'class="v st-BREACH"' in page
