@@ -254,6 +254,11 @@ def render_markdown(docs: list[MartDoc] | None = None) -> str:
         "with `midoffice query \"SQL\"`. The daily pack carries the same dictionary as "
         "`reports/<date>/dictionary.html`, with the rows published for that date.",
         "",
+        "The extracts in `reports/<date>/extracts/` hold each mart's rows for the date as Parquet (values as "
+        "published) and CSV. In the CSV, a text value that starts with `=`, `+`, `-`, `@`, a tab or a carriage "
+        "return gets a leading apostrophe (`'`), so that a spreadsheet shows it as text instead of running it "
+        "as a formula: strip that apostrophe, or read the Parquet file, to get the value exactly.",
+        "",
         "## Marts",
         "",
         "| mart | grain | partition | feeds (all upstream) | description |",

@@ -1,9 +1,17 @@
 """The extracts beside the pack: CSV and Parquet of every published mart for the date, with
-their SHA-256 checksums in extracts/index.json."""
+their SHA-256 checksums in extracts/index.json.
+
+Each file is written under a temporary name and renamed into place, so a killed report leaves
+the previous extract or the new one, never a truncated file. In the CSV, a text value that a
+spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage return: a
+sender's `=HYPERLINK(...)` or `+cmd|...`) gets a leading apostrophe, as spreadsheet-safe
+exporters do; the Parquet file keeps every value as published.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from midoffice import control
@@ -18,6 +26,21 @@ def _sha256(path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+TEMP_PREFIX = ".tmp-"
+# What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+FORMULA_START = r"^[=+@\t\r-]"
+
+
+def _spreadsheet_safe(con, parquet) -> str:
+    """The select list of a CSV extract: text columns that could start a formula get a leading
+    apostrophe (displayed as text, not run); every other column as it is."""
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal_path(parquet)})").fetchall()
+    return ", ".join(
+        f"CASE WHEN regexp_matches({q(name)}, '{FORMULA_START}') THEN chr(39) || {q(name)} ELSE {q(name)} END "
+        f"AS {q(name)}" if kind == "VARCHAR" else q(name)
+        for name, kind, *_ in described)
 
 
 def write_extracts(con, settings: Settings, d: str, columns: dict[str, set[str]]) -> tuple[list[dict], list[str]]:
@@ -36,11 +59,14 @@ def write_extracts(con, settings: Settings, d: str, columns: dict[str, set[str]]
             order = ", ".join(q(c) for c in model.grain)
             select = f"SELECT * FROM {q(model.name)} {where} ORDER BY {order}"
             parquet, csv = out_dir / f"{model.name}.parquet", out_dir / f"{model.name}.csv"
-            rows = con.execute(f"COPY ({select}) TO {sql_literal_path(parquet)} (FORMAT parquet, COMPRESSION zstd)",
-                               [d]).fetchone()[0]
+            parquet_tmp, csv_tmp = (f.with_name(f"{TEMP_PREFIX}{f.name}") for f in (parquet, csv))
+            rows = con.execute(f"COPY ({select}) TO {sql_literal_path(parquet_tmp)} "
+                               "(FORMAT parquet, COMPRESSION zstd)", [d]).fetchone()[0]
             # The CSV from the sorted Parquet file, read in file order: one filter and sort, not two.
-            con.execute(f"COPY (SELECT * FROM read_parquet({sql_literal_path(parquet)})) TO {sql_literal_path(csv)} "
-                        "(FORMAT csv, HEADER true)")
+            con.execute(f"COPY (SELECT {_spreadsheet_safe(con, parquet_tmp)} FROM read_parquet("
+                        f"{sql_literal_path(parquet_tmp)})) TO {sql_literal_path(csv_tmp)} (FORMAT csv, HEADER true)")
+            os.replace(parquet_tmp, parquet)
+            os.replace(csv_tmp, csv)
             digests[model.name] = (hasher.submit(_sha256, csv), hasher.submit(_sha256, parquet))
             index.append({
                 "mart": model.name, "rows": rows, "grain": list(model.grain), "partition": model.partition,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import decimal
 import json
+import os
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from midoffice import control
 from midoffice.config import Settings
@@ -100,8 +102,8 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
         if docs_future is not None:  # also on failure: nothing of this call writes after it returns
             docs = docs_future.result()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "index.html").write_text(page, encoding="utf-8")
-    (out_dir / "dictionary.html").write_text(dictionary, encoding="utf-8")
+    for name, text in (("dictionary.html", dictionary), ("index.html", page)):  # the pack last: it links the rest
+        _write_then_swap(out_dir / name, text)
     summary = {"business_date": d, "report": str(out_dir / "index.html"), "dictionary": str(out_dir / "dictionary.html"),
                "bytes": len(page.encode("utf-8")), "extracts": len(extracts), "not_published": absent,
                "kpis": {k: float(v) if isinstance(v, decimal.Decimal) else v for k, v in shown.items()}, "section_errors": p.errors, "data_docs": docs,
@@ -112,3 +114,10 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     if p.errors:
         raise ReportError(f"{d}: the daily pack was written but sections failed: " + "; ".join(p.errors))
     return summary
+
+
+def _write_then_swap(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: a reader (or a killed report) never sees half a page."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
