@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -61,9 +62,11 @@ def _settings(args):
 
 
 def cmd_run(args) -> int:
-    from midoffice.runner import business_dates, run_dates
+    from midoffice.runner import business_dates
 
     settings = _settings(args)
+    if args.date and (args.from_ or args.to):
+        raise UsageError("give either --date, or --from and --to, not both")
     if args.date:
         if args.date.weekday() >= 5:
             raise UsageError(f"{args.date} is not a business date (weekend)")
@@ -76,23 +79,24 @@ def cmd_run(args) -> int:
         dates = business_dates(args.from_, args.to)
     if not dates:
         raise UsageError("no business date in the range")
-    from midoffice.pseudonym import DEV_KEY_ENV, MissingKeyError, resolve_key
-    from midoffice.runner import prepare_airflow
+    from midoffice.lock import HomeBusy, home_lock
 
     if args.development_key:  # the DAG tasks run in this process and read the same environment
+        from midoffice.pseudonym import DEV_KEY_ENV
+
         os.environ[DEV_KEY_ENV] = "1"
-    prepare_airflow(settings)  # before anything imports airflow: it reads AIRFLOW_HOME once
+    started = time.time()
     try:
-        _key, source = resolve_key(settings)
-    except MissingKeyError as exc:
+        # Held from before Airflow's metadata DB is migrated: two runs on one home share it too.
+        with home_lock(settings.home, wait_seconds=args.wait):
+            outcomes = _run_dates(settings, dates)
+    except HomeBusy as exc:
         raise UsageError(str(exc))
-    print(f"pseudonymisation key: {source}", file=sys.stderr)
-    outcomes = run_dates(settings, dates, progress=_progress_printer())
     failed = [o for o in outcomes if not o.ok]
     print(f"ran {len(outcomes)} business dates; published warehouse: {settings.published_db}")
     for o in outcomes:
         pack = settings.reports / o.business_date / "index.html"
-        if pack.is_file():
+        if pack.is_file() and pack.stat().st_mtime >= started:  # written by this run, not an earlier one
             print(f"daily pack {o.business_date}: {pack}")
     for o in failed:
         for feed, reason in o.failed_gates.items():
@@ -100,6 +104,21 @@ def cmd_run(args) -> int:
         if o.failed_tasks:
             print(f"FAILED {o.business_date}: tasks {', '.join(o.failed_tasks)} (see pipeline_runs)", file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
+
+
+def _run_dates(settings, dates: list[str]):
+    from midoffice.pseudonym import MissingKeyError, resolve_key
+    from midoffice.runner import prepare_airflow, run_dates
+
+    prepare_airflow(settings)  # before anything imports airflow: it reads AIRFLOW_HOME once
+    import airflow.sdk  # noqa: F401  (now configured: the key may be an Airflow connection)
+
+    try:
+        _key, source = resolve_key(settings)
+    except MissingKeyError as exc:
+        raise UsageError(str(exc))
+    print(f"pseudonymisation key: {source}", file=sys.stderr)
+    return run_dates(settings, dates, progress=_progress_printer())
 
 
 def cmd_report(args) -> int:
@@ -169,6 +188,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--date", type=_date)
     r.add_argument("--from", dest="from_", type=_date)
     r.add_argument("--to", type=_date)
+    r.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another run holds the home, wait up to this long for it (default: refuse at once)")
     r.add_argument("--development-key", action="store_true",
                    help="pseudonymise with the development key written in the code, when no key is configured: "
                         "for sample data only (anyone can re-identify its client keys)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sys
 
 from midoffice.config import DEV_PSEUDONYM_KEY, Settings
 
@@ -44,6 +45,10 @@ def _checked(value: str, source: str) -> tuple[bytes, str]:
 
 
 def _from_airflow() -> str | None:
+    # Only inside a process that runs Airflow (a task, `midoffice run`): importing Airflow here
+    # would fix its configuration (AIRFLOW_HOME, the metadata DB) before its caller set it.
+    if "airflow" not in sys.modules:
+        return None
     try:
         from airflow.sdk import BaseHook
     except Exception:

@@ -14,7 +14,9 @@ of the whole warehouse. A mart stored as spans (the recon) has no rows of a date
 changed dates' states are written into its spans as the build wrote them (midoffice.spans). When that file is still open in a reader (DuckDB's lock says so), or
 missing, the current file is copied instead (a cost that grows with the history); when there is
 none, or its tables no longer match the build's (a mart added or changed), every mart is copied
-whole.
+whole. A published file is carried forward only while it is as published (its size and
+modification time, recorded in core.published_files): one edited read-write since (DuckDB's CLI
+opens read-write by default) is not trusted, and the marts are copied whole from the build.
 """
 
 from __future__ import annotations
@@ -144,20 +146,51 @@ def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
                     [dates])
 
 
-def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]) -> tuple[str, list[str]]:
+PUBLISHED_FILES_DDL = """CREATE TABLE IF NOT EXISTS core.published_files (
+    generation BIGINT, size UBIGINT, mtime_ns UBIGINT)"""
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    """Size and modification time: what any write changes, and what a copy or a backup restore
+    that keeps times (cp -p, shutil.copytree, rsync -t) keeps."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _as_published(con, path: Path) -> bool:
+    """Is the file still as this pipeline published it (the size and modification time recorded
+    when it was put in place)? Anything that wrote into it since, say DuckDB's CLI opened
+    read-write, changes them: its content must not be carried into the next version."""
+    con.execute(PUBLISHED_FILES_DDL)
+    size, mtime_ns = _file_identity(path)
+    return con.execute("SELECT count(*) > 0 FROM core.published_files WHERE size = ? AND mtime_ns = ?",
+                       [size, mtime_ns]).fetchone()[0]
+
+
+def _record_published_file(con, path: Path, generation: int) -> None:
+    con.execute(PUBLISHED_FILES_DDL)
+    con.execute("INSERT INTO core.published_files VALUES (?, ?, ?)", [generation, *_file_identity(path)])
+
+
+def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]) -> tuple[str, list[str], list[str]]:
     """Attach as pub the file the new publication starts from; how ('previous', 'copy' or
-    'whole') and the dates it must replace (every mart when whole)."""
+    'whole'), the dates it must replace (every mart when whole), and the files it did not
+    trust (changed since they were published)."""
+    distrusted = []
     # the previous file is taken (renamed: nobody reaches it by name any more), the current copied
     for mode, source, take in (("previous", _previous_db(settings), os.replace),
                                ("copy", settings.published_db, shutil.copyfile)):
+        if source.exists() and not _as_published(con, source):
+            distrusted.append(source.name)
+            continue
         if source.exists():
             take(source, staging)
             generation = _open_as_base(con, staging, models)
             if generation is not None:
-                return mode, _dates_since(con, generation)
+                return mode, _dates_since(con, generation), distrusted
             staging.unlink()
     con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
-    return "whole", []
+    return "whole", [], distrusted
 
 
 def publish(settings: Settings, business_date: str, run_id: str) -> dict:
@@ -179,7 +212,7 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
         models = [m for m in load_models() if set(m.stored_tables) <= existing]
         unpublished = [str(r[0]) for r in con.execute(
             "SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
-        mode, dates = _prepare_staging(con, settings, staging, models)
+        mode, dates, distrusted = _prepare_staging(con, settings, staging, models)
         if mode == "whole":
             _copy_whole(con, models)
         else:
@@ -212,6 +245,7 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
             os.link(target, link)
             os.replace(link, previous)
         os.replace(staging, target)
+        _record_published_file(con, target, generation)
         # Published: these dates no longer wait. A kill before this line only makes the next
         # publication replace them again (idempotent).
         con.execute("DELETE FROM core.unpublished_dates WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))",
@@ -220,7 +254,9 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
         con.close()
     summary = {"business_date": business_date, "run_id": run_id, "published": str(target), "mode": mode,
                "generation": generation, "dates_replaced": dates if mode != "whole" else "all", "tables": tables,
-               "removed_leftovers": removed, "seconds": round(time.monotonic() - t0, 3)}
+               "removed_leftovers": removed, "distrusted": distrusted, "seconds": round(time.monotonic() - t0, 3)}
     control.record_stage(settings, run_id, business_date, "publish", "SUCCESS", started_at,
-                         rows_out=sum(tables.values()))
+                         rows_out=sum(tables.values()),
+                         message="; ".join(f"{name} was changed after it was published: not carried forward, "
+                                           "every mart copied from the build" for name in distrusted))
     return summary
