@@ -13,7 +13,7 @@ OTHERS_LOG ?= .pytest-others.log
 # The tests run in the sample run's process; every other test runs in the second one.
 SAMPLE_TESTS := sample_run or with_sample_run
 
-.PHONY: install demo test bench clean suites
+.PHONY: install demo test lint bench clean suites
 
 $(BIN)/midoffice: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,12 @@ test: install
 	echo "== the tests that do not read the sample run (alongside):"; cat $(OTHERS_LOG); \
 	echo "== tests/test_scheduler.py (alongside):"; cat $(SCHEDULER_LOG); \
 	test $$sample -eq 0 -a $$others_rc -eq 0 -a $$scheduler_rc -eq 0
+
+# The linters (config: [tool.ruff] in pyproject.toml, .sqlfluff); both run, either failing fails.
+lint: install
+	@$(BIN)/ruff check midoffice dags tests bench; ruff=$$?; \
+	$(BIN)/sqlfluff lint transforms warehouse; sqlfluff=$$?; \
+	test $$ruff -eq 0 -a $$sqlfluff -eq 0
 
 suites: install
 	$(BIN)/midoffice suites

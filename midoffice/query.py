@@ -197,7 +197,7 @@ def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None
                 rows = cur.fetchmany(TABLE_MAX_ROWS + 1) if headers else []
                 note = ""
                 if len(rows) > TABLE_MAX_ROWS:
-                    rows, note = rows[:TABLE_MAX_ROWS], f" shown; more not shown: use --format csv for all"
+                    rows, note = rows[:TABLE_MAX_ROWS], " shown; more not shown: use --format csv for all"
                 for text in render_table(headers, rows, note):
                     out.write(text + "\n")
             out.flush()

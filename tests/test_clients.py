@@ -23,7 +23,7 @@ import os
 import shutil
 import statistics
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb

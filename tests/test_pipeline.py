@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO, copy_landing, generate_landing, run_pipeline
+from conftest import REPO, generate_landing, run_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,6 @@ import csv
 import hashlib
 import json
 import math
-import shutil
 from collections import Counter, defaultdict
 from datetime import date
 from pathlib import Path
