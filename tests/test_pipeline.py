@@ -6,20 +6,19 @@ Figures are checked against an independent computation from the feed files in pl
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from conftest import REPO, generate_landing, run_pipeline
+from oracles.risk import independent_exposure
 
 pytestmark = pytest.mark.slow
 
@@ -35,46 +34,6 @@ def mart_rows(home: Path, mart: str, lineage=("run_id", "loaded_at")) -> list[tu
         return con.execute(f"SELECT {', '.join(cols)} FROM {mart} ORDER BY ALL").fetchall()
     finally:
         con.close()
-
-
-# --- an independent computation of risk_exposure from the files -------------------------------
-
-def _read_csv(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def independent_exposure(landing: Path, as_of: str, pseudonym) -> dict[tuple[str, str], float]:
-    """Σ quantity × latest close × latest fx per holder, from the delivered files only.
-
-    Clients are keyed by `pseudonym(client_id)`: the published marts never carry client ids.
-    """
-    import pyarrow.parquet as pq
-
-    dates = sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of)
-    closes: dict[str, tuple] = {}
-    rates: dict[str, tuple] = {}
-    for d in dates:  # later deliveries win for the same price date
-        table = pq.read_table(landing / d / "prices.parquet").to_pylist()
-        for row in table:
-            pd_ = str(row["price_date"])
-            if pd_ <= as_of:
-                key = (pd_, d)
-                if row["instrument_id"] not in closes or key >= closes[row["instrument_id"]][0]:
-                    closes[row["instrument_id"]] = (key, row["close_price"])
-        for row in _read_csv(landing / d / "fx_rates.csv"):
-            if row["rate_date"] <= as_of:
-                key = (row["rate_date"], d)
-                if row["currency"] not in rates or key >= rates[row["currency"]][0]:
-                    rates[row["currency"]] = (key, float(row["usd_per_unit"]))
-    currency = {r["instrument_id"]: r["currency"] for r in _read_csv(landing / as_of / "instruments.csv")}
-    totals: dict[tuple[str, str], float] = defaultdict(float)
-    for row in _read_csv(landing / as_of / "positions.csv"):
-        inst = row["instrument_id"]
-        mv = float(row["quantity"]) * closes[inst][1] * rates[currency[inst]][1]
-        holder = pseudonym(row["holder_id"]) if row["holder_type"] == "CLIENT" else row["holder_id"]
-        totals[(row["holder_type"], holder)] += mv
-    return dict(totals)
 
 
 def test_clean_run_publishes_the_four_marts_for_every_date(clean_run):
