@@ -103,7 +103,7 @@ def test_only_duck_py_opens_duckdb_connections():
     ("import duckdb as d\n\ndef f():\n    return d.connect()", [4]),
     ("from duckdb import connect\nconnect()", [2]),
     ("from midoffice.duck import connect\nconnect(settings)", []),
-])
+], ids=["module", "alias", "imported", "the-door"])
 def test_the_connect_check_sees_every_spelling(source, expected):
     assert duckdb_connect_calls(ast.parse(source)) == expected
 
