@@ -28,7 +28,8 @@ HEARTBEAT_SECONDS = 60
 WIDTH = 80
 NO_TESTS_COLLECTED = 5  # pytest's exit status when a selection is empty
 RESULT_LINE = re.compile(r"^\S+::\S.* (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b")
-SELECTED = re.compile(r"^collected (\d+) items?(?: / (\d+) deselected)?(?: / (\d+) selected)?")
+# "collecting ... collected 120 items / 80 deselected / 40 selected"
+SELECTED = re.compile(r"\bcollected (\d+) items?(?: / (\d+) deselected)?(?: / (\d+) selected)?")
 OUTCOMES = ("failed", "passed", "skipped", "xfailed", "xpassed", "warnings", "errors")
 COUNT = re.compile(r"(\d+) (failed|passed|skipped|deselected|xfailed|xpassed|warnings?|errors?)\b")
 DETAIL_HEADERS = re.compile(r"^=+ (FAILURES|ERRORS) =+$")
@@ -85,7 +86,7 @@ def follow(group: Group, proc: subprocess.Popen, say) -> None:
             log.write(raw)
             log.flush()
             group.lines.append(line)
-            m = SELECTED.match(line)
+            m = SELECTED.search(line)
             if m:
                 collected, deselected, selected = (int(x) if x else None for x in m.groups())
                 group.selected = selected if selected is not None else collected - (deselected or 0)
@@ -139,10 +140,11 @@ def main(specs: list[str]) -> int:
     readers = [threading.Thread(target=follow, args=(g, p, say), daemon=True) for g, p in zip(groups, procs)]
     for r in readers:
         r.start()
+    last_heartbeat = started
     while any(r.is_alive() for r in readers):
-        for r in readers:
-            r.join(timeout=HEARTBEAT_SECONDS / len(readers))
-        if any(r.is_alive() for r in readers):
+        next(r for r in readers if r.is_alive()).join(timeout=1)
+        if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS and any(r.is_alive() for r in readers):
+            last_heartbeat = time.monotonic()
             say(progress(groups, started))
     seconds = time.monotonic() - started
     for g in groups:
