@@ -8,12 +8,14 @@ START ?= 2026-01-05
 DAYS ?= 5
 END ?= 2026-01-09
 TRADES ?= 2000
-SCHEDULER_LOG ?= .pytest-scheduler.log
-OTHERS_LOG ?= .pytest-others.log
-# The tests run in the sample run's process; every other test runs in the second one.
+# What `make test` runs (narrow it to try the runner, e.g. make test TESTS=tests/test_house.py
+# SCHEDULER_TESTS=): the scheduler tests in one process, and TESTS split between the sample
+# run's process (these markers) and a third one.
+TESTS ?= tests
+SCHEDULER_TESTS ?= tests/test_scheduler.py
 SAMPLE_TESTS := sample_run or with_sample_run
 
-.PHONY: install demo test bench clean suites
+.PHONY: install demo test lint bench clean suites
 
 $(BIN)/midoffice: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -35,13 +37,17 @@ test: install
 	@# Three pytest processes side by side on the machine's cores: the real-scheduler tests (they
 	@# mostly wait on Airflow's scheduling loop), the tests that read the shared sample run (made
 	@# once in that process; marker with_sample_run adds a module to balance), and the rest.
-	@$(BIN)/python -m pytest -q tests/test_scheduler.py > $(SCHEDULER_LOG) 2>&1 & scheduler=$$!; \
-	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "not ($(SAMPLE_TESTS))" > $(OTHERS_LOG) 2>&1 & others=$$!; \
-	$(BIN)/python -m pytest -q --ignore=tests/test_scheduler.py -m "$(SAMPLE_TESTS)"; sample=$$?; \
-	wait $$others; others_rc=$$?; wait $$scheduler; scheduler_rc=$$?; \
-	echo "== the tests that do not read the sample run (alongside):"; cat $(OTHERS_LOG); \
-	echo "== tests/test_scheduler.py (alongside):"; cat $(SCHEDULER_LOG); \
-	test $$sample -eq 0 -a $$others_rc -eq 0 -a $$scheduler_rc -eq 0
+	@# tests/parallel.py shows each test's result as it comes and ends with one total.
+	@$(BIN)/python tests/parallel.py \
+		"scheduler: $(SCHEDULER_TESTS)" \
+		"sample run: $(TESTS) --ignore=tests/test_scheduler.py -m '$(SAMPLE_TESTS)'" \
+		"others: $(TESTS) --ignore=tests/test_scheduler.py -m 'not ($(SAMPLE_TESTS))'"
+
+# The linters (config: [tool.ruff] in pyproject.toml, .sqlfluff); both run, either failing fails.
+lint: install
+	@$(BIN)/ruff check midoffice dags tests bench; ruff=$$?; \
+	$(BIN)/sqlfluff lint transforms warehouse; sqlfluff=$$?; \
+	test $$ruff -eq 0 -a $$sqlfluff -eq 0
 
 suites: install
 	$(BIN)/midoffice suites

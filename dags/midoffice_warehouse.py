@@ -70,9 +70,9 @@ with DAG(
 
     @task(pool=WAREHOUSE_POOL, multiple_outputs=False)
     def publish(**context) -> dict:
-        from midoffice.publish import publish as publish_marts
+        from midoffice.stages import publish_date
 
-        return publish_marts(settings(context), business_date(context), context["run_id"])
+        return publish_date(settings(context), business_date(context), context["run_id"])
 
     @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
     def report(**context) -> dict:

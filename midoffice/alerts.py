@@ -52,13 +52,14 @@ def evaluate_alerts(settings: Settings, business_date: str, run_id: str) -> list
 
     `run_id` is the run asking; each alert carries the run that built it (`run_id`).
     """
-    import duckdb
+    from midoffice.duck import connect, restrict_to
 
     path = settings.published_db
     if not path.is_file():
         return []
-    con = duckdb.connect(str(path), read_only=True)
+    con = connect(settings, path, read_only=True)
     try:
+        restrict_to(con, settings.tmp)  # reads the published file it holds, nothing else (spills)
         exists = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'alerts'"
         ).fetchone()[0]

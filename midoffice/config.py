@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from midoffice.sizes import parse_bytes
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_FILE = REPO_ROOT / "contracts" / "feeds.yaml"
 TRANSFORMS_DIR = REPO_ROOT / "transforms"
@@ -112,8 +114,6 @@ RESOURCE_ENV = {
 
 
 def _resources_from_env() -> dict:
-    from midoffice.duck import parse_bytes  # duck imports this module
-
     found = {}
     for var, name in RESOURCE_ENV.items():
         value = os.environ.get(var, "").strip()

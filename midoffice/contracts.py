@@ -8,7 +8,7 @@ checked against an allow-list pattern here, once, before anything uses them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 

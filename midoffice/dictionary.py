@@ -108,14 +108,11 @@ def marts_fed_by(models: list[Model]) -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=1)
 def inferred_types() -> dict[str, dict[str, str]]:
     """Column types of every mart, by running its SQL on empty core tables (in memory)."""
-    import duckdb
-
+    from midoffice.duck import connect_scratch
     from midoffice.pseudonym import register
     from midoffice.warehouse import create_schema
 
-    con = duckdb.connect(":memory:", config={"threads": 1, "memory_limit": "512MB",
-                                             "autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
+    con = connect_scratch()
     out: dict[str, dict[str, str]] = {}
     try:
         register(con, b"type-inference-only")

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import duckdb
 
 from midoffice.config import Settings
+from midoffice.sizes import human_bytes, parse_bytes  # noqa: F401 (ingest reads human_bytes from here)
 
+# The one door to DuckDB: every connection of the package is opened here (tests/test_house.py
+# checks that nothing else calls duckdb.connect), so none runs on DuckDB's host-sized defaults
+# or with access to the whole file system. Never extensions: they cannot be fetched here.
+_ALWAYS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
-_UNITS = {"bytes": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 # DuckDB gets at least this much (or its whole configured limit, if smaller) however much the
 # process already holds: below it, the marts would spill everything.
 MIN_DUCKDB_MEMORY = 512 * 10**6
-
-
-def parse_bytes(text: str) -> int:
-    """'3GB', '244.1 MiB' (as DuckDB prints its settings) → bytes."""
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]+)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a size: {text!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 def memory_limit_text(con) -> str:
@@ -76,12 +62,20 @@ def connect(settings: Settings, database: str | Path = ":memory:", read_only: bo
         "memory_limit": duckdb_memory_limit(settings),
         "threads": settings.duckdb_threads,
         "temp_directory": str(settings.tmp / "duckdb_spill"),
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
+        **_ALWAYS,
         # The default, stated because ingest numbers records by their order in the table it
         # created from the file (ingest.RECORD_ORDINAL).
         "preserve_insertion_order": True,
     })
+    return con
+
+
+def connect_scratch(memory_limit: str = "512MB", threads: int = 1):
+    """An in-memory connection that touches no file (external access off, nowhere to spill): for
+    work on what the caller puts in it only, e.g. typing the marts' SQL on empty tables."""
+    con = duckdb.connect(":memory:", config={
+        "memory_limit": memory_limit, "threads": threads, "temp_directory": "", **_ALWAYS})
+    con.execute("SET enable_external_access = false")  # after the spill setting, which it freezes
     return con
 
 

@@ -17,6 +17,11 @@ none, or its tables no longer match the build's (a mart added or changed), every
 whole. A published file is carried forward only while it is as published (its size and
 modification time, recorded in core.published_files): one edited read-write since (DuckDB's CLI
 opens read-write by default) is not trusted, and the marts are copied whole from the build.
+
+Publication reads what the build made and imports nothing of the build (midoffice.warehouse):
+the build's last step before a publication, bringing the run ledger up to date, is handed in by
+the caller (stages.publish_date, which the DAG's publish task calls) and runs on the
+publication's connection.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -32,7 +38,10 @@ from midoffice import control, spans
 from midoffice.config import Settings
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.models import Model, load_models
-from midoffice.warehouse import refresh_run_ledger
+
+# (connection to build.duckdb, settings, business date, run id): writes the build's file before
+# anything of it is published (warehouse.refresh_run_ledger)
+LedgerRefresh = Callable[[duckdb.DuckDBPyConnection, Settings, str, str], None]
 
 
 def _previous_db(settings: Settings) -> Path:
@@ -193,7 +202,10 @@ def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]
     return "whole", [], distrusted
 
 
-def publish(settings: Settings, business_date: str, run_id: str) -> dict:
+def publish(settings: Settings, business_date: str, run_id: str,
+            refresh_ledger: LedgerRefresh | None = None) -> dict:
+    """Publish the build's audited marts as <home>/warehouse/marts.duckdb; `refresh_ledger` first
+    (in the same connection and failure handling), so the published ledger shows this run's build."""
     started_at = control.utc_now()
     t0 = time.monotonic()
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +217,8 @@ def publish(settings: Settings, business_date: str, run_id: str) -> dict:
     try:
         # the build, previous and next files only; not locked: the run ledger's model sets threads
         restrict_to(con, settings.warehouse_dir, settings.tmp, lock=False)
-        refresh_run_ledger(con, settings, business_date, run_id)
+        if refresh_ledger is not None:
+            refresh_ledger(con, settings, business_date, run_id)
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}

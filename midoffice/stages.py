@@ -32,3 +32,13 @@ def validate_and_gate(settings: Settings, business_date: str, feed: str, run_id:
         rows_in=result.get("rows_validated"), message=gate.get("reason") or message,
     )
     return gate
+
+
+def publish_date(settings: Settings, business_date: str, run_id: str) -> dict:
+    """The publish stage: the run ledger brought up to date in the build (so that the publication
+    shows this run's build), then the marts published. The stage joins the two so that
+    publication never imports the build."""
+    from midoffice.publish import publish
+    from midoffice.warehouse import refresh_run_ledger
+
+    return publish(settings, business_date, run_id, refresh_ledger=refresh_run_ledger)

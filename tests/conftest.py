@@ -47,8 +47,7 @@ def run_stages(settings, business_date: str, run_id: str) -> None:
     """One business date through the stages the DAGs call, in their order, without Airflow."""
     from midoffice.contracts import ingest_order
     from midoffice.ingest import ingest_feed
-    from midoffice.publish import publish
-    from midoffice.stages import validate_and_gate
+    from midoffice.stages import publish_date, validate_and_gate
     from midoffice.warehouse import build_warehouse
 
     for feed in ingest_order():
@@ -56,7 +55,7 @@ def run_stages(settings, business_date: str, run_id: str) -> None:
     for feed in ingest_order():
         validate_and_gate(settings, business_date, feed, run_id)
     build_warehouse(settings, business_date, run_id)
-    publish(settings, business_date, run_id)
+    publish_date(settings, business_date, run_id)
 
 
 def run_pipeline(landing: Path, home: Path, dates: list[str]):

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import run_pipeline
-from test_kpi import Files, expected_kpis, expected_targets, limit_statuses, near
-from test_recon import query, recon_history
+from oracles.alerts import expected_alert_keys
+from oracles.kpi import Files
+from oracles.recon import recon_history
+from test_recon import query
 
 pytestmark = pytest.mark.slow
 
@@ -102,19 +104,6 @@ def sample(sample_run):
     return {"files": Files(sample_run["landing"]), "db": sample_run["home"] / "warehouse" / "marts.duckdb",
             "dates": sample_run["dates"], "recon": recon_history(sample_run["landing"], sample_run["dates"]),
             "kpis": {}, "run": sample_run}
-
-
-def expected_alert_keys(sample: dict, as_of: str) -> tuple[set[str], set[str]]:
-    """(keys surely raised, keys too close to a threshold to be decided by a float comparison)."""
-    keys = {f"LIMIT_BREACH:{lim}" for lim, s in limit_statuses(sample["files"], as_of).items() if s == "BREACH"}
-    keys |= {f"BREAK_OVER_5BD:{tid}" for tid, r in sample["recon"][as_of].items() if (r["age_bd"] or 0) > 5}
-    undecided = set()
-    for tid, t in expected_targets(sample, as_of, expected_kpis(sample, as_of)).items():
-        if near(t["actual"], t["target_value"]):
-            undecided.add(f"TARGET_MISSED:{tid}")
-        elif t["met"] is False:
-            keys.add(f"TARGET_MISSED:{tid}")
-    return keys, undecided
 
 
 def test_the_alerts_raised_match_the_files(sample):

@@ -1,134 +1,25 @@
 """Cost and revenue marts (DOMAIN §4.2): cost_income, client_profitability, campaign_performance
 (and their ledgers revenue_daily, cost_income_daily).
 
-Each figure is recomputed here in plain Python from the landing files: a trade counts at its
-current version as of the date (highest delivered so far), a CANCEL current version counts
-nothing; commissions convert with the fx of the trade date, GL amounts with the fx of the posting
-date; amounts belong to the month of their own date. Runs: the shared `sample_run` (8 January
-dates) and the month-end run of test_clients (5 dates across 31 January; made once per session).
+Each figure is recomputed in plain Python (tests/oracles/cost_income.py) from the landing files:
+a trade counts at its current version as of the date (highest delivered so far), a CANCEL
+current version counts nothing; commissions convert with the fx of the trade date, GL amounts
+with the fx of the posting date; amounts belong to the month of their own date. Runs: the shared
+`sample_run` (8 January dates) and the month-end run of test_clients (5 dates across 31 January;
+made once per session).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from test_clients import (
-    SUPPORT_FUNCTIONS, client_key, close, current_trades, fx_as_known, landing_dates, month_end_run,
-    published, rate_on, read_clients, read_csv, rows,
+from oracles.clients import SUPPORT_FUNCTIONS, fx_as_known, rate_on, read_csv
+from oracles.cost_income import (
+    delivered, live_trades, month_start, expected_cost_income, expected_profitability, expected_campaigns,
 )
-
-EXPENSES = ("STAFF", "TECHNOLOGY", "MARKET_DATA", "PREMISES", "MARKETING", "OTHER_EXPENSE", "CLIENT_ACTIVITY")
-CATEGORY_COLUMN = {"COMMISSION": "commission_usd", "REVENUE_FEES": "fee_revenue_usd", "STAFF": "staff_usd",
-                   "TECHNOLOGY": "technology_usd", "MARKET_DATA": "market_data_usd", "PREMISES": "premises_usd",
-                   "MARKETING": "marketing_usd", "OTHER_EXPENSE": "other_expense_usd",
-                   "CLIENT_ACTIVITY": "client_activity_usd"}
-
-
-def delivered(landing: Path, feed_file: str, as_of: str) -> list[dict]:
-    return [r for day in landing_dates(landing) if day <= as_of for r in read_csv(landing / day / feed_file)]
-
-
-def live_trades(landing: Path, as_of: str, start: str) -> list[dict]:
-    """Current versions (as of the date), not cancelled, dated from start to the date."""
-    return [t for t in current_trades(landing, as_of).values()
-            if t["event_type"] != "CANCEL" and start <= t["trade_date"] <= as_of]
-
-
-def month_start(as_of: str) -> str:
-    return as_of[:8] + "01"
-
-
-# --------------------------------------------------------------------------------------------
-# expected marts
-# --------------------------------------------------------------------------------------------
-def expected_cost_income(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
-    fx = fx_as_known(landing, as_of)
-    books = [b["book"] for b in read_csv(landing / max(d for d in landing_dates(landing) if d <= as_of) / "books.csv")]
-    out = {}
-    for period, start in (("MTD", month_start(as_of)), ("YTD", as_of[:5] + "01-01")):
-        amounts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for t in live_trades(landing, as_of, start):
-            amounts[t["book"]]["COMMISSION"] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
-        for g in delivered(landing, "gl_entries.csv", as_of):
-            if start <= g["posting_date"]:
-                amounts[g["cost_center"]][g["category"]] += float(g["amount"]) * rate_on(fx, g["currency"], g["posting_date"])
-        for a in delivered(landing, "client_activity.csv", as_of):
-            if start <= a["activity_date"]:
-                amounts["SALES"]["CLIENT_ACTIVITY"] += float(a["cost_usd"])
-        centers = set(books) | set(SUPPORT_FUNCTIONS) | set(amounts)
-        firm: dict[str, float] = defaultdict(float)
-        for cc in centers:
-            for cat, v in amounts[cc].items():
-                firm[cat] += v
-        for cc, by_cat in [(c, amounts[c]) for c in centers] + [("FIRM", firm)]:
-            revenue = by_cat["COMMISSION"] + by_cat["REVENUE_FEES"]
-            expense = sum(by_cat[c] for c in EXPENSES)
-            row = {CATEGORY_COLUMN[c]: by_cat[c] for c in CATEGORY_COLUMN}
-            row.update(period_start=start, revenue_usd=revenue, expense_usd=expense,
-                       cost_to_income=expense / revenue if revenue else None)
-            out[(period, cc)] = row
-    return out
-
-
-def expected_profitability(landing: Path, as_of: str) -> dict[str, dict]:
-    """client_key -> figures, for the clients with a live trade or a touch in the month."""
-    fx = fx_as_known(landing, as_of)
-    start = month_start(as_of)
-    segment = {c["client_id"]: c["segment"] for c in read_clients(landing, as_of)}
-    out: dict[str, dict] = {}
-
-    def client(cid: str) -> dict:
-        return out.setdefault(client_key(cid), {"segment": segment[cid], "revenue_usd": 0.0,
-                                                 "activity_cost_usd": 0.0, "trades": 0})
-    for t in live_trades(landing, as_of, start):
-        c = client(t["client_id"])
-        c["revenue_usd"] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
-        c["trades"] += 1
-    for a in delivered(landing, "client_activity.csv", as_of):
-        if start <= a["activity_date"]:
-            client(a["client_id"])["activity_cost_usd"] += float(a["cost_usd"])
-    for c in out.values():
-        c["contribution_usd"] = c["revenue_usd"] - c["activity_cost_usd"]
-    return out
-
-
-def expected_campaigns(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
-    """(campaign, month) -> figures, for the months still open on the date (up to 30 days after)."""
-    on = date.fromisoformat(as_of)
-    first_month = (on - timedelta(days=30)).replace(day=1).isoformat()
-    fx = fx_as_known(landing, as_of)
-    trades_by_client: dict[str, list[dict]] = defaultdict(list)
-    for t in current_trades(landing, as_of).values():
-        if t["event_type"] != "CANCEL":
-            trades_by_client[t["client_id"]].append(t)
-    groups: dict[tuple[str, str], dict] = {}
-    deals: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for a in delivered(landing, "client_activity.csv", as_of):
-        if a["campaign_id"] is None or a["activity_date"] < first_month:
-            continue
-        key = (a["campaign_id"], month_start(a["activity_date"]))
-        g = groups.setdefault(key, {"touches": 0, "cost_usd": 0.0, "leads": 0, "deals": 0, "revenue_usd": 0.0})
-        g["touches"] += 1
-        g["cost_usd"] += float(a["cost_usd"])
-        g["leads"] += a["outcome"] == "LEAD"
-        g["deals"] += a["outcome"] == "DEAL"
-        if a["outcome"] == "DEAL":
-            deals[key + (a["client_id"],)].append(a["activity_date"])
-    for (campaign, month, client_id), days in deals.items():
-        window_start = min(days)
-        window_end = (date.fromisoformat(max(days)) + timedelta(days=30)).isoformat()
-        groups[(campaign, month)]["revenue_usd"] += sum(
-            float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
-            for t in trades_by_client[client_id] if window_start <= t["trade_date"] <= window_end)
-    for (campaign, month), g in groups.items():
-        g["converted_clients"] = len({c for (cp, m, c) in deals if (cp, m) == (campaign, month)})
-        g["conversion_rate"] = g["deals"] / g["touches"]
-        g["cost_per_deal"] = g["cost_usd"] / g["deals"] if g["deals"] else None
-    return groups
+from test_clients import close, month_end_run, published, rows
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""The trade reconciliation and settlement efficiency (ops_trade_recon, ops_recon_summary,
+ops_settlement_efficiency) replayed in plain Python over the delivered files.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+
+BREAKS = {"BO_ONLY", "FO_ONLY", "VERSION_BREAK", "QTY_BREAK", "AMOUNT_BREAK"}
+
+
+# --- the oracle: plain Python over the delivered files -----------------------------------------
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def business_days_between(start: str, end: str) -> int:
+    """Weekdays from start (counted) to end (not counted): 0 when equal."""
+    return int(np.busday_count(date.fromisoformat(start), date.fromisoformat(end)))
+
+
+def business_days_before(day: str, n: int) -> str:
+    return str(np.busday_offset(date.fromisoformat(day), -n, roll="forward"))
+
+
+def age_bucket(age: int | None) -> str | None:
+    if age is None:
+        return None
+    return "0-1" if age <= 1 else "2-5" if age <= 5 else "6-30" if age <= 30 else ">30"
+
+
+def usd_rates(landing: Path, as_of: str) -> dict[str, float]:
+    """Latest usd_per_unit per currency with rate_date on or before as_of (later delivery wins)."""
+    best: dict[str, tuple] = {}
+    for d in sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of):
+        for row in read_csv(landing / d / "fx_rates.csv"):
+            if row["rate_date"] <= as_of:
+                key = (row["rate_date"], d)
+                if row["currency"] not in best or key >= best[row["currency"]][0]:
+                    best[row["currency"]] = (key, float(row["usd_per_unit"]))
+    return {c: v for c, (_, v) in best.items()}
+
+
+def recon_status(front: dict | None, back: dict | None, as_of: str) -> str:
+    front_live = front is not None and front["event_type"] != "CANCEL"
+    back_live = back is not None and back["status"] != "CANCELLED"
+    if back_live and not front_live:
+        return "BO_ONLY"
+    if front_live and not back_live:
+        return "AWAITING_BO" if business_days_between(front["trade_date"], as_of) <= 1 else "FO_ONLY"
+    if front_live:
+        amount = float(front["quantity"]) * float(front["price"])
+        if int(back["trade_version"]) != int(front["version"]):
+            return "VERSION_BREAK"
+        if float(back["quantity"]) != float(front["quantity"]):
+            return "QTY_BREAK"
+        if abs(amount - float(back["settlement_amount"])) > max(0.01, 1e-6 * abs(amount)):
+            return "AMOUNT_BREAK"
+    return "MATCHED"
+
+
+def recon_history(landing: Path, dates: list[str]) -> dict[str, dict[str, dict]]:
+    """{as_of: {trade_id: row}} for consecutive business dates, replayed from the first one."""
+    front: dict[str, tuple] = {}        # trade_id -> ((version, delivered on), row)
+    settlements: dict[str, dict] = {}   # settlement_id -> latest delivered row
+    history: dict[str, dict[str, dict]] = {}
+    yesterday: dict[str, dict] = {}
+    for d in dates:
+        for row in read_csv(landing / d / "trades.csv"):
+            key = (int(row["version"]), d)
+            if row["trade_id"] not in front or key > front[row["trade_id"]][0]:
+                front[row["trade_id"]] = (key, row)
+        for row in read_csv(landing / d / "settlements.csv"):
+            settlements[row["settlement_id"]] = dict(row, delivered_on=d)
+        of_trade: dict[str, list[dict]] = defaultdict(list)
+        for s in settlements.values():
+            of_trade[s["trade_id"]].append(s)
+        window_start = business_days_before(d, 19)
+        in_window = {tid for tid, (_, f) in front.items()
+                     if window_start <= f["trade_date"] <= d
+                     and not (f["event_type"] == "CANCEL" and tid not in of_trade)}
+        in_window |= {s["trade_id"] for s in settlements.values()
+                      if s["trade_id"] not in front and window_start <= s["intended_settle_date"] <= d}
+        rates = usd_rates(landing, d)
+        today = {}
+        for tid in in_window:
+            f = front[tid][1] if tid in front else None
+            # the live instruction, else the latest cancelled one
+            b = max(of_trade[tid], key=lambda s: (s["status"] != "CANCELLED", s["delivered_on"], s["settlement_id"])) \
+                if tid in of_trade else None
+            status = recon_status(f, b, d)
+            first_seen = age = None
+            if status in BREAKS:
+                before = yesterday.get(tid)
+                first_seen = before["first_seen_date"] if before and before["status"] in BREAKS else d
+                age = business_days_between(first_seen, d)
+            amount = float(f["quantity"]) * float(f["price"]) if f else float(b["settlement_amount"])
+            today[tid] = {
+                "status": status, "book": f["book"] if f else None,
+                "front_version": int(f["version"]) if f else None,
+                "settlement_id": b["settlement_id"] if b else None,
+                "back_version": int(b["trade_version"]) if b else None,
+                "quantity_diff": float(f["quantity"]) - float(b["quantity"]) if f and b else None,
+                "amount_diff": float(f["quantity"]) * float(f["price"]) - float(b["settlement_amount"]) if f and b else None,
+                "notional_usd": amount * rates[f["currency"] if f else b["currency"]],
+                "first_seen_date": first_seen, "age_bd": age, "age_bucket": age_bucket(age),
+            }
+        history[d] = today
+        yesterday = today
+    return history
+
+
+def summary_oracle(rows: dict[str, dict]) -> dict[tuple, dict]:
+    """(book, status, age_bucket) -> trades, notional_usd, match_rate, from one date's recon rows."""
+    cells: dict[tuple, dict] = defaultdict(lambda: {"trades": 0, "notional_usd": 0.0})
+    per_book: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in rows.values():
+        book = r["book"] or "NO_FO_TRADE"
+        cell = cells[(book, r["status"], r["age_bucket"] or "n/a")]
+        cell["trades"] += 1
+        cell["notional_usd"] += r["notional_usd"]
+        per_book[book][0] += 1
+        per_book[book][1] += r["status"] == "MATCHED"
+    return {k: dict(v, match_rate=per_book[k[0]][1] / per_book[k[0]][0]) for k, v in cells.items()}
+
+
+def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:
+    """(intended date, custodian, currency) -> efficiency figures known on as_of, from the files."""
+    latest: dict[str, dict] = {}
+    for d in sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of):
+        for row in read_csv(landing / d / "settlements.csv"):
+            latest[row["settlement_id"]] = row
+    window_start = business_days_before(as_of, 19)
+    rates = usd_rates(landing, as_of)
+    groups: dict[tuple, dict] = defaultdict(lambda: Counter())
+    fail_ages: dict[tuple, list[int]] = defaultdict(list)
+    for s in latest.values():
+        if s["status"] == "CANCELLED" or not window_start <= s["intended_settle_date"] <= as_of:
+            continue
+        key = (s["intended_settle_date"], s["custodian"], s["currency"])
+        g = groups[key]
+        amount = float(s["settlement_amount"])
+        on_time = s["status"] == "SETTLED" and s["actual_settle_date"] <= s["intended_settle_date"]
+        g["due"] += 1
+        g["due_amount"] += amount
+        g["settled_on_time"] += on_time
+        g["settled_on_time_amount"] += amount if on_time else 0.0
+        g["settled_late"] += s["status"] == "SETTLED" and not on_time
+        g["failed"] += s["status"] == "FAILED"
+        g["partial"] += s["status"] == "PARTIAL"
+        g["pending"] += s["status"] == "PENDING"
+        if s["status"] == "FAILED":
+            fail_ages[key].append(business_days_between(s["intended_settle_date"], as_of))
+    out = {}
+    for key, g in groups.items():
+        rate = rates[key[2]]
+        out[key] = dict(g, efficiency_count=g["settled_on_time"] / g["due"],
+                        efficiency_value=g["settled_on_time_amount"] / g["due_amount"],
+                        due_amount_usd=g["due_amount"] * rate,
+                        settled_on_time_amount_usd=g["settled_on_time_amount"] * rate,
+                        avg_fail_age_bd=(sum(fail_ages[key]) / len(fail_ages[key])) if fail_ages[key] else None)
+    return out
