@@ -9,7 +9,6 @@ like the published dq_quarantine mart, whose raw_record column is exactly what a
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq

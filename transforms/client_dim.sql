@@ -46,9 +46,11 @@ observations AS (
 compared AS (
     SELECT
         *,
-        (segment, country, kyc_status, risk_profile, relationship_manager_id, status)
+        (
+            (segment, country, kyc_status, risk_profile, relationship_manager_id, status)
             IS DISTINCT FROM lag((segment, country, kyc_status, risk_profile, relationship_manager_id, status))
-                OVER (PARTITION BY client_key ORDER BY seen_on) AS starts_version
+                OVER (PARTITION BY client_key ORDER BY seen_on)
+        ) AS starts_version
     FROM observations
 ),
 

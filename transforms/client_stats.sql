@@ -64,7 +64,7 @@ per_client AS (
         c.status = 'ACTIVE' AS is_active,
         coalesce(m.status = 'ACTIVE', false) AS was_active,
         c.onboarding_date >= (SELECT d FROM month_start) AS is_new,
-        c.status = 'CLOSED' AND m.status IS DISTINCT FROM 'CLOSED' AS churned,
+        (c.status = 'CLOSED' AND m.status IS DISTINCT FROM 'CLOSED') AS churned,
         p.aum_usd, p.hhi, r.revenue_usd, t.touches, t.deals
     FROM clients c
     LEFT JOIN status_at_month_start m USING (client_key)
