@@ -42,7 +42,7 @@ def _progress_printer():
 
 
 def cmd_generate(args) -> int:
-    from midoffice.generate import generate
+    from midoffice.sample import generate
 
     summary = generate(Path(args.out), args.start, args.days, trades_per_day=args.trades_per_day,
                        seed=args.seed, faults=args.faults, progress=_progress_printer())

@@ -1,4 +1,4 @@
-"""Tests of the sample-feed generator (midoffice/generate.py).
+"""Tests of the sample-feed generator (the package midoffice/sample/).
 
 The contract checker below is written from contracts/feeds.yaml with plain duckdb, independently
 of the ingest code: for every record it finds the first broken rule in the contract's order
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from midoffice.contracts import ingest_order, load_contracts
-from midoffice.generate import generate
+from midoffice.sample import generate
 
 START = date(2026, 1, 3)  # a Saturday: generation starts on Monday 2026-01-05
 DAYS = 4
