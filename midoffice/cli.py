@@ -61,19 +61,25 @@ def _settings(args):
 
 
 def cmd_run(args) -> int:
-    from midoffice.runner import business_dates, run_dates
+    from midoffice.runner import plan_dates, run_dates
 
     settings = _settings(args)
     if args.date:
         if args.date.weekday() >= 5:
             raise UsageError(f"{args.date} is not a business date (weekend)")
-        dates = [args.date.isoformat()]
+        first = last = args.date
     else:
         if not (args.from_ and args.to):
             raise UsageError("give --date, or both --from and --to")
         if args.to < args.from_:
             raise UsageError(f"--to {args.to} is before --from {args.from_}")
-        dates = business_dates(args.from_, args.to)
+        first, last = args.from_, args.to
+    plan = plan_dates(settings.landing, first, last)
+    if args.date and plan.holidays_skipped:
+        raise UsageError(f"{args.date} is not a business date (a FIRM holiday in the landing's calendars.csv)")
+    for day in plan.holidays_skipped:
+        print(f"skipping {day}: a FIRM holiday (the landing's calendars.csv)", file=sys.stderr)
+    dates = plan.dates
     if not dates:
         raise UsageError("no business date in the range")
     from midoffice.pseudonym import MissingKeyError, resolve_key

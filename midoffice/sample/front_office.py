@@ -234,7 +234,8 @@ class FrontOfficeMixin:
         qty = np.maximum(1.0, np.round(notional / (price * fx)))
         bps = r.uniform(np.array([12, 5, 0.5])[seg], np.array([30, 12, 3])[seg])
         comm = np.round(qty * price * bps / 1e4, 2)
-        s_day = t_day + np.where(self.ac[inst] == 4, 1, 2).astype(np.int32)
+        # T+1 for FX, T+2 otherwise, in FIRM business dates, rolled past the currency's holidays
+        s_day = self.settle_roll[self.cur[inst], t_day + np.where(self.ac[inst] == 4, 1, 2)].astype(np.int32)
         exec_sec = r.integers(7 * 3600, 21 * 3600, n).astype(np.int32)
         venue = self.inst_venue[inst]
         trader = self.trader_off[book] + (r.random(n) * self.n_traders[book]).astype(np.int64)
@@ -252,7 +253,7 @@ class FrontOfficeMixin:
         orph = dict(tid=self.orph_next + np.arange(n_or), fo=np.zeros(n_or, bool), book=np.zeros(n_or, np.int64),
                     trader=np.zeros(n_or, np.int64), client=np.zeros(n_or, np.int64), inst=oinst,
                     side=np.zeros(n_or, np.int8), qty=oq, price=opx, bps=np.zeros(n_or), comm=np.zeros(n_or),
-                    venue=np.zeros(n_or, np.int64), t=np.full(n_or, g, np.int32), s=np.full(n_or, g + 2, np.int32),
+                    venue=np.zeros(n_or, np.int64), t=np.full(n_or, g, np.int32), s=self.settle_roll[self.cur[oinst], g + 2].astype(np.int32),
                     exec_sec=np.zeros(n_or, np.int32), ver=np.ones(n_or, np.int32), canc=np.zeros(n_or, bool))
         self.orph_next += n_or
         orph.update(self._plan(r, n_or, g, orph["t"], orph["s"], oq, opx, K=K_ORPHAN))

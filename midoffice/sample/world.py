@@ -31,12 +31,26 @@ import pyarrow as pa
 
 from midoffice.contracts import load_contracts
 from midoffice.sample.back_office import BackOfficeMixin
-from midoffice.sample.common import HISTORY_DAYS, S_FAULTS, S_PRICES, S_SETUP, _rng
+from midoffice.sample.calendars import FIRM, all_holidays, calendar_years, calendars_lines, holiday_array
+from midoffice.sample.common import CURRENCIES, HISTORY_DAYS, S_FAULTS, S_PRICES, S_SETUP, _rng
 from midoffice.sample.faults import FaultsMixin
 from midoffice.sample.files import FilesMixin, _quote_needed
 from midoffice.sample.front_office import FrontOfficeMixin
 from midoffice.sample.market import MarketMixin
 from midoffice.sample.reference import ReferenceMixin
+
+
+def _roll_forward(axis: np.ndarray, holidays: np.ndarray) -> np.ndarray:
+    """For each index of the axis, the first index at or after it that is a business day of the
+    calendar (settlement rolls past a currency holiday); the last index when none is left."""
+    ok = np.is_busday(axis, holidays=holidays)
+    nxt = np.full(len(axis), len(axis) - 1, np.int64)
+    following = len(axis) - 1
+    for i in range(len(axis) - 1, -1, -1):
+        if ok[i]:
+            following = i
+        nxt[i] = following
+    return nxt
 
 
 class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, FaultsMixin, FilesMixin):
@@ -47,10 +61,15 @@ class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, Fau
         self.out, self.days, self.T, self.seed, self.faults = out, days, T, seed, faults
         self.progress = progress or (lambda m: None)
         self.contracts = load_contracts()
-        s0 = np.busday_offset(np.datetime64(start, "D"), 0, roll="forward")
         H = HISTORY_DAYS
         self.H, self.g0 = H, H
-        self.axis = np.busday_offset(s0, np.arange(-H, days + 90), roll="forward")
+        # The day axis (history, delivered dates, settlement horizon) is FIRM business dates:
+        # nothing is delivered, priced or booked on a FIRM holiday.
+        self.calendars = all_holidays(calendar_years(start, H, days + 90))
+        firm = holiday_array(self.calendars[FIRM])
+        s0 = np.busday_offset(np.datetime64(start, "D"), 0, roll="forward", holidays=firm)
+        self.axis = np.busday_offset(s0, np.arange(-H, days + 90), roll="forward", holidays=firm)
+        self.settle_roll = np.stack([_roll_forward(self.axis, holiday_array(self.calendars[c])) for c in CURRENCIES])
         self.axis_epoch = self.axis.astype(np.int64)
         self.dstr = pa.array(np.datetime_as_string(self.axis, unit="D"))
         self.fault_log: list[dict] = []
@@ -103,6 +122,7 @@ class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, Fau
         self._write_csv(ddir, "instruments", [_quote_needed(c) for c in self.inst_table])
         self._write_csv(ddir, "limits", self._limits_cols(d))
         self._write_csv(ddir, "targets", self.targets_cols)
+        self._write_lines(ddir, "calendars", calendars_lines(self.calendars), None, False)
         self._write_prices(ddir, d, g, faulted)
         self._write_fx(ddir, d, g, faulted)
         self._write_clients(ddir, d, g, faulted)
@@ -121,7 +141,7 @@ def generate(out: Path, start: date, days: int, trades_per_day: int = 2000, seed
              faults: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """Write `days` business days of sample feeds under `out`; return a summary.
 
-    `start` is a business date (a weekend moves to the next Monday). Deterministic for the same
+    `start` is a business date (a weekend or FIRM holiday moves to the next business date). Deterministic for the same
     arguments: byte-identical files.
     """
     if days < 1:
