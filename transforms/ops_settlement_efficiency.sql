@@ -45,7 +45,7 @@ due AS (
         s.*,
         s.status = 'SETTLED' AND s.actual_settle_date <= s.due_date AS on_time,
         core.business_days_between(s.currency, s.due_date, b.as_of_date) AS days_past_due
-    FROM (SELECT *, core.add_business_days(currency, intended_settle_date - 1, 1) AS due_date
+    FROM (SELECT *, coalesce(core.add_business_days(currency, intended_settle_date - 1, 1), intended_settle_date) AS due_date
           FROM settlements_now) s, bounds b
     WHERE s.status <> 'CANCELLED'
       AND s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
