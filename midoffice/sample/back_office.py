@@ -26,6 +26,8 @@ SUPPORT_COST_SPLIT = {1: 0.60, 2: 0.18, 4: 0.12, 5: 0.04, 6: 0.06}
 
 
 class BackOfficeMixin:
+    """Each trade's settlement plan and its instructions, custody positions, the GL."""
+
 
     def _plan(self, r, n, g, t_day, s_day, qty, price, K=None) -> dict:
         """Settlement plan for freshly booked trades: up to three (day, status) events."""

@@ -11,6 +11,8 @@ import pyarrow as pa
 
 
 class FaultsMixin:
+    """Applies the catalogue below to a date's lines and logs every defect it injects."""
+
     def _log(self, g, feed, line, rule, detail):
         self.fault_log.append(dict(business_date=str(self.axis[g]), feed=feed, file=self.contracts[feed].file,
                                    line=int(line) if line is not None else None, rule=rule, detail=detail))

@@ -43,6 +43,8 @@ def _searchsorted_groups(cum: np.ndarray, group: np.ndarray, u: np.ndarray) -> n
 
 
 class FrontOfficeMixin:
+    """The client file and holdings, the day's trades (new, amended, cancelled), activity."""
+
     # ---- clients ----------------------------------------------------------------------------
     def _setup_clients(self, r):
         C0 = max(200, self.T // 10)

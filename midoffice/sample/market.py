@@ -19,6 +19,8 @@ AC_RHO = [(0.40, 0.70), (0.50, 0.70), (0.70, 0.90), (0.40, 0.60), (0.50, 0.70)]
 
 
 class MarketMixin:
+    """The price and FX paths (one row a day of the axis) and their two feeds."""
+
     def _setup_prices(self, r):
         """Price and FX history up to the day before the first delivered date."""
         H, N, ac, cur, base_ccy = self.H, self.N, self.ac, self.cur, self.base_ccy
@@ -26,7 +28,6 @@ class MarketMixin:
         self.fx_raw = np.zeros((n_g, len(CURRENCIES)))
         self.fx_raw[0] = FX0
         self.vs = 0.0  # volatility regime state
-        self.inst_venue = np.where((ac == 1) | (ac == 4), 9, self.inst_venue)
         # price model parameters
         lo = np.array([v[0] for v in AC_VOL])[ac]
         hi = np.array([v[1] for v in AC_VOL])[ac]

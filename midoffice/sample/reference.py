@@ -47,7 +47,10 @@ BOOKS = [
 
 
 class ReferenceMixin:
+    """The instrument universe, the books and their traders, limits and targets."""
+
     def _setup_instruments(self, r):
+        """The instruments (about one per 200 trades a day), their issuers, custodians and venues."""
         T = self.T
         N = int(min(3000, max(150, T // 200)))
         self.N = N
@@ -118,6 +121,7 @@ class ReferenceMixin:
         self.inst_cust = np.array([CCY_CUSTODIAN[c][k % len(CCY_CUSTODIAN[c])] for k, c in enumerate(cur)])
         vsel = r.integers(0, 6, N)
         self.inst_venue = np.array([CCY_VENUES[c][v % len(CCY_VENUES[c])] for c, v in zip(cur, vsel)])
+        self.inst_venue = np.where((ac == 1) | (ac == 4), 9, self.inst_venue)  # bonds, FX: OTC
         self.base_ccy = base_ccy
 
     # ---- books, traders ---------------------------------------------------------------------
