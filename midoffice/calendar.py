@@ -93,7 +93,11 @@ def latest_calendars_file(landing: Path, up_to: date | None = None) -> Path | No
 def landing_holidays(landing: Path, up_to: date | None = None, calendar_id: str = FIRM) -> Holidays:
     """The holidays of a calendar as the landing delivers them (latest calendars.csv up to the
     date); none (weekdays only) when the landing has no calendars.csv at all."""
-    path = latest_calendars_file(landing, up_to)
+    return holidays_in(latest_calendars_file(landing, up_to), calendar_id)
+
+
+def holidays_in(path: Path | None, calendar_id: str = FIRM) -> Holidays:
+    """A calendar's holidays in a calendars.csv (none when there is no file or no such calendar)."""
     return read_calendars(path).get(calendar_id, NO_HOLIDAYS) if path else NO_HOLIDAYS
 
 

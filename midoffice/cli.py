@@ -75,6 +75,9 @@ def cmd_run(args) -> int:
             raise UsageError(f"--to {args.to} is before --from {args.from_}")
         first, last = args.from_, args.to
     plan = plan_dates(settings.landing, first, last)
+    if plan.calendars_file is None:
+        print("no calendars.csv in the landing: business dates are weekdays (no FIRM holiday known)",
+              file=sys.stderr)
     if args.date and plan.holidays_skipped:
         raise UsageError(f"{args.date} is not a business date (a FIRM holiday in the landing's calendars.csv)")
     for day in plan.holidays_skipped:

@@ -50,18 +50,21 @@ class DateOutcome:
 
 @dataclass(frozen=True)
 class DatePlan:
-    """The business dates a range runs, and the FIRM holidays in it that it skips."""
+    """The business dates a range runs, the FIRM holidays in it that it skips, and the
+    calendars.csv they come from (None: the landing has none, weekdays only)."""
     dates: list[str]
     holidays_skipped: list[str]
+    calendars_file: Path | None
 
 
 def plan_dates(landing: Path, start: date, end: date) -> DatePlan:
     """FIRM business dates from start to end, by the landing's latest calendars.csv up to the end
-    (weekdays only when the landing has none: the log says so, see docs/DESIGN.md)."""
-    holidays = calendar.landing_holidays(landing, end)
+    (docs/DESIGN.md, One business calendar)."""
+    source = calendar.latest_calendars_file(landing, end)
+    holidays = calendar.holidays_in(source)
     weekdays = calendar.business_dates(start, end)
     return DatePlan([d.isoformat() for d in weekdays if d not in holidays],
-                    [d.isoformat() for d in weekdays if d in holidays])
+                    [d.isoformat() for d in weekdays if d in holidays], source)
 
 
 def prepare_airflow(settings: Settings) -> None:

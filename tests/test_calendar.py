@@ -154,6 +154,16 @@ def test_a_firm_holiday_alone_is_refused(new_year_landing, tmp_path):
     assert "no business date in the range" in done.stderr
 
 
+def test_a_landing_without_calendars_is_walked_as_weekdays_and_says_so(tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    done = _midoffice("run", "--landing", str(landing), "--home", str(tmp_path / "home"),
+                      "--from", "2026-01-03", "--to", "2026-01-04")
+    assert done.returncode == 2
+    assert "no calendars.csv in the landing: business dates are weekdays" in done.stderr
+    assert "no business date in the range" in done.stderr
+
+
 @pytest.mark.slow
 def test_a_range_over_a_firm_holiday_skips_it_and_says_so(new_year_landing, tmp_path, airflow_home):
     done = _midoffice("run", "--landing", str(new_year_landing), "--home", str(tmp_path / "home"),
