@@ -91,9 +91,12 @@ def _weekdays(end: date, n: int) -> list[date]:
 
 def make_synthetic_core(con, instruments: int, scenarios: int, books: int, clients: int, end: date) -> list[str]:
     """Prices and fx for scenarios + 40 weekdays, positions on the last two dates; returns those dates."""
-    from midoffice.warehouse import _ensure_core  # the real core schema (contracts/feeds.yaml)
+    # the real core schema (contracts/feeds.yaml) and its calendar: no holidays delivered, weekdays
+    from midoffice.warehouse import create_schema, refresh_calendar_days
 
-    _ensure_core(con)
+    create_schema(con)
+    con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [end])
+    refresh_calendar_days(con)
     days = _weekdays(end, scenarios + 40)
     con.execute("CREATE TEMP TABLE days AS SELECT unnest(?::DATE[]) AS d", [days])
     ccys = ["USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD"]

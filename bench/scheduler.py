@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,15 +35,6 @@ INGEST, WAREHOUSE = "midoffice_ingest", "midoffice_warehouse"
 
 def _t(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _business_dates(start: date, n: int) -> list[str]:
-    out, d = [], start
-    while len(out) < n:
-        if d.weekday() < 5:
-            out.append(d.isoformat())
-        d += timedelta(days=1)
-    return out
 
 
 def _runs(cluster: AirflowCluster, dag_id: str) -> list[dict]:
@@ -90,13 +81,14 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--start", default="2026-04-06")
     args = parser.parse_args()
-    dates = _business_dates(date.fromisoformat(args.start), args.days)
     root = Path(tempfile.mkdtemp(prefix="midoffice-bench-scheduler-"))
     py = sys.executable
     outbox = root / "outbox"
-    subprocess.run([py, "-m", "midoffice.cli", "generate", "--out", str(outbox), "--start", dates[0],
+    subprocess.run([py, "-m", "midoffice.cli", "generate", "--out", str(outbox), "--start", args.start,
                     "--days", str(args.days), "--trades-per-day", str(args.trades), "--seed", "21"],
                    check=True, cwd=REPO, capture_output=True)
+    # the generated business dates: weekdays without the FIRM holidays (its calendars feed)
+    dates = sorted(p.name for p in outbox.iterdir() if p.is_dir())
     landing = root / "landing"
     shutil.copytree(outbox, landing)
 

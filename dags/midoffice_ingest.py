@@ -36,7 +36,9 @@ Where runs come from:
 
 Tasks:
 0. `business_date`: resolves and checks the date, records that this run has it (so the
-   watcher does not start it again); a scheduled run that should not go ahead skips everything.
+   watcher does not start it again); a scheduled run that should not go ahead skips everything,
+   and so does any run whose date is a FIRM holiday (the landing's calendars.csv): the weekday
+   timetable and backfill reach holidays, nothing is ingested or built for them.
    Retried once after 5 s (a worker or metadata-DB fault); a retry finds its own claim.
 1. `wait_<feed>`: waits (rescheduling, not holding a worker slot) until the date's manifest
    lists the feed and its file is there, at most `wait_seconds` (conf, default
@@ -53,7 +55,7 @@ Tasks:
    gate and its reason) once this run has decided the feed's gate. If ingest or validate broke
    (no gate decided), it fails instead and the date is not built until the task is cleared.
 
-When all twelve feeds of a date have an event for that key, Airflow starts
+When all thirteen feeds of a date have an event for that key, Airflow starts
 `{WAREHOUSE_DAG_ID}` for the date (a `PartitionedAssetTimetable`).
 
 {PARAMS_DOC}, `wait_seconds`. Every task failure is recorded in the run ledger (`pipeline_runs`)
@@ -66,7 +68,8 @@ with DAG(
     description="One business date: wait for, ingest, validate and gate every feed",
     doc_md=DOC_MD,
     # Weekdays at 00:00 UTC, each run for the previous weekday: the calendar of business dates
-    # that `airflow backfill create` walks (partition key = the date).
+    # that `airflow backfill create` walks (partition key = the date). A FIRM holiday among them
+    # is skipped by the `business_date` task (a cron cannot hold a delivered holiday calendar).
     schedule=CronPartitionTimetable("0 0 * * 1-5", timezone="UTC", run_offset=-1, key_format="%Y-%m-%d"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -90,9 +93,12 @@ with DAG(
     @task.short_circuit(task_id="business_date", ignore_downstream_trigger_rules=True, retries=1,
                         retry_delay=pendulum.duration(seconds=5), retry_exponential_backoff=False)
     def claim_business_date(**context) -> bool:
-        from midoffice.discovery import claim, hand_over, is_delivered
+        from midoffice.discovery import claim, hand_over, is_delivered, is_firm_holiday
 
         day, s, run_id = business_date(context), settings(context), context["run_id"]
+        if is_firm_holiday(s, day):  # the weekday schedule or a backfill reached a holiday
+            print(f"{day}: a FIRM holiday (the landing's calendars.csv): not a business date, nothing to run")
+            return False
         run_type = context["dag_run"].run_type
         if str(getattr(run_type, "value", run_type)) == "scheduled":
             if not is_delivered(s, day):

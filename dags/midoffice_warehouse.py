@@ -19,7 +19,7 @@ DOC_MD = f"""
 
 Builds, publishes and reports **one business date**, started by Airflow when **every feed of the
 date has passed or failed its gate**: the DAG is scheduled by a `PartitionedAssetTimetable` on
-the twelve assets `midoffice_gate_decided__<feed>` that `{INGEST_DAG_ID}` updates with
+the thirteen assets `midoffice_gate_decided__<feed>` that `{INGEST_DAG_ID}` updates with
 partition key = the business date. The run's partition key *is* the business date (checked:
 an ISO date on a weekday); a run without one (by hand, or `dag.test()` in `midoffice run`)
 takes `business_date` from its conf. Never the logical date, never the clock.

@@ -43,7 +43,7 @@ def _progress_printer():
 
 
 def cmd_generate(args) -> int:
-    from midoffice.generate import generate
+    from midoffice.sample import generate
 
     summary = generate(Path(args.out), args.start, args.days, trades_per_day=args.trades_per_day,
                        seed=args.seed, faults=args.faults, progress=_progress_printer())
@@ -62,7 +62,7 @@ def _settings(args):
 
 
 def cmd_run(args) -> int:
-    from midoffice.runner import business_dates
+    from midoffice.runner import plan_dates
 
     settings = _settings(args)
     if args.date and (args.from_ or args.to):
@@ -70,13 +70,22 @@ def cmd_run(args) -> int:
     if args.date:
         if args.date.weekday() >= 5:
             raise UsageError(f"{args.date} is not a business date (weekend)")
-        dates = [args.date.isoformat()]
+        first = last = args.date
     else:
         if not (args.from_ and args.to):
             raise UsageError("give --date, or both --from and --to")
         if args.to < args.from_:
             raise UsageError(f"--to {args.to} is before --from {args.from_}")
-        dates = business_dates(args.from_, args.to)
+        first, last = args.from_, args.to
+    plan = plan_dates(settings.landing, first, last)
+    if plan.calendars_file is None:
+        print("no calendars.csv in the landing: business dates are weekdays (no FIRM holiday known)",
+              file=sys.stderr)
+    if args.date and plan.holidays_skipped:
+        raise UsageError(f"{args.date} is not a business date (a FIRM holiday in the landing's calendars.csv)")
+    for day in plan.holidays_skipped:
+        print(f"skipping {day}: a FIRM holiday (the landing's calendars.csv)", file=sys.stderr)
+    dates = plan.dates
     if not dates:
         raise UsageError("no business date in the range")
     from midoffice.lock import HomeBusy, home_lock

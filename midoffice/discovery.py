@@ -16,7 +16,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from midoffice import control
+from midoffice import calendar, control
 from midoffice.config import Settings
 
 DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -25,15 +25,23 @@ DATE_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def delivered_dates(settings: Settings) -> list[str]:
     if not settings.landing.is_dir():
         return []
-    dates = []
+    days = []
     for folder in settings.landing.iterdir():
         if folder.is_dir() and DATE_FOLDER.match(folder.name) and (folder / "_manifest.json").is_file():
             try:
-                if date.fromisoformat(folder.name).weekday() < 5:
-                    dates.append(folder.name)
+                days.append(date.fromisoformat(folder.name))
             except ValueError:
                 continue
-    return sorted(dates)
+    # a delivery on a FIRM holiday is not a business date (the latest calendars delivered: one
+    # read a poll, and a calendar lists the holidays ahead of them)
+    holidays = calendar.landing_holidays(settings.landing, max(days)) if days else calendar.NO_HOLIDAYS
+    return sorted(d.isoformat() for d in days if calendar.is_business_day(d, holidays))
+
+
+def is_firm_holiday(settings: Settings, business_date: str) -> bool:
+    """Is the date a FIRM holiday by the calendars the landing delivered up to it?"""
+    day = date.fromisoformat(business_date)
+    return day in calendar.landing_holidays(settings.landing, day)
 
 
 def is_delivered(settings: Settings, business_date: str) -> bool:

@@ -2,7 +2,7 @@
 
 No parallel code path: the runner loads dags/ through Airflow's DagBag and, for each business
 date in order, runs `midoffice_ingest` and then, as the scheduler does once every feed's gate
-of the date is decided (the twelve gate-asset events for the date), `midoffice_warehouse`.
+of the date is decided (every feed's gate-asset event for the date), `midoffice_warehouse`.
 
 The business date reaches both DAGs as `business_date` in the run's conf: `dag.test()` in
 Airflow 3.3 cannot give its run a partition key, and the DAGs take the partition key when there
@@ -21,9 +21,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
+from midoffice import calendar
 from midoffice.config import REPO_ROOT, Settings
 from midoffice.contracts import ingest_order
 
@@ -47,13 +48,23 @@ class DateOutcome:
         return self.dag_state == "success" and not self.failed_gates
 
 
-def business_dates(start: date, end: date) -> list[str]:
-    days, d = [], start
-    while d <= end:
-        if d.weekday() < 5:
-            days.append(d.isoformat())
-        d += timedelta(days=1)
-    return days
+@dataclass(frozen=True)
+class DatePlan:
+    """The business dates a range runs, the FIRM holidays in it that it skips, and the
+    calendars.csv they come from (None: the landing has none, weekdays only)."""
+    dates: list[str]
+    holidays_skipped: list[str]
+    calendars_file: Path | None
+
+
+def plan_dates(landing: Path, start: date, end: date) -> DatePlan:
+    """FIRM business dates from start to end, by the landing's latest calendars.csv up to the end
+    (docs/DESIGN.md, One business calendar)."""
+    source = calendar.latest_calendars_file(landing, end)
+    holidays = calendar.holidays_in(source)
+    weekdays = calendar.business_dates(start, end)
+    return DatePlan([d.isoformat() for d in weekdays if d not in holidays],
+                    [d.isoformat() for d in weekdays if d in holidays], source)
 
 
 def prepare_airflow(settings: Settings) -> None:

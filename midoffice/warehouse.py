@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, timedelta
 
 from midoffice import control, spans
 from midoffice.config import WAREHOUSE_DDL_DIR, Settings
@@ -37,6 +36,7 @@ def create_schema(con) -> None:
             f"CREATE TABLE IF NOT EXISTS core.{q(feed.name)} "
             f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
         )
+    con.execute((WAREHOUSE_DDL_DIR / "calendar.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
     for model in (m for m in load_models() if m.spans):
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
@@ -64,16 +64,22 @@ def _replace_feed_partition(con, settings: Settings, feed: Feed, business_date: 
     return con.execute(f"SELECT count(*) FROM core.{q(feed.name)} WHERE business_date = ?", [business_date]).fetchone()[0]
 
 
-def previous_business_date(business_date: str) -> str:
-    day = date.fromisoformat(business_date)
-    return str(day - timedelta(days={0: 3, 6: 2}.get(day.weekday(), 1)))
+def refresh_calendar_days(con) -> None:
+    """core.calendar_days for the date being built (variable as_of_date): the latest calendars
+    delivered up to it. Before the models: they count business days with its macros."""
+    con.execute((WAREHOUSE_DDL_DIR / "calendar_days.sql").read_text())
+
+
+def previous_business_date(con, business_date: str) -> str:
+    """The FIRM business date before this one, by the build's calendar (core.calendar_days)."""
+    return str(con.execute("SELECT core.previous_business_day('FIRM', CAST(? AS DATE))", [business_date]).fetchone()[0])
 
 
 def carry_from_date(con, model: Model, business_date: str) -> str | None:
     """The previous business date, if the model's rows of it can be carried forward: built, and
     after the last load of every partition of its feeds up to that date (a rerun of an earlier
     date since then means they may be stale). Else None: the model evaluates everything."""
-    previous = previous_business_date(business_date)
+    previous = previous_business_date(con, business_date)
     row = con.execute(
         "SELECT 1 FROM core.mart_builds b WHERE b.mart = ? AND b.business_date = ? "
         "AND NOT EXISTS (SELECT 1 FROM core.partition_loads l WHERE l.feed IN (SELECT unnest(?)) "
@@ -340,6 +346,7 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
         for name, feed in load_contracts().items():
             if gates[name]["gate"] == "PASS":
                 loaded[name] = _replace_feed_partition(con, settings, feed, business_date, run_id)
+        refresh_calendar_days(con)
         _replace_quarantine(con, settings, business_date)
         _replace_feed_health(con, settings, business_date, gates)
         _replace_pipeline_runs(con, settings, business_date)

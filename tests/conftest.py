@@ -37,7 +37,7 @@ def airflow_home(tmp_path_factory) -> Path:
 
 
 def generate_landing(path: Path, start: str, days: int, trades: int, seed: int = 7, faults: bool = False) -> Path:
-    from midoffice.generate import generate
+    from midoffice.sample import generate
 
     generate(path, date.fromisoformat(start), days, trades_per_day=trades, seed=seed, faults=faults)
     return path

@@ -1,4 +1,4 @@
-"""Tests of the sample-feed generator (midoffice/generate.py).
+"""Tests of the sample-feed generator (the package midoffice/sample/).
 
 The contract checker below is written from contracts/feeds.yaml with plain duckdb, independently
 of the ingest code: for every record it finds the first broken rule in the contract's order
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from midoffice.contracts import ingest_order, load_contracts
-from midoffice.generate import generate
+from midoffice.sample import generate
 
 START = date(2026, 1, 3)  # a Saturday: generation starts on Monday 2026-01-05
 DAYS = 4
@@ -200,7 +200,7 @@ def test_layout_and_manifest(clean):
     for d in dates:
         man = json.loads((out / d / "_manifest.json").read_text())
         assert man["business_date"] == d
-        assert set(man["feeds"]) == set(contracts) and len(contracts) == 12
+        assert set(man["feeds"]) == set(contracts) and len(contracts) == 13
         for name, ent in man["feeds"].items():
             spec = contracts[name]
             p = out / d / spec.file
@@ -307,3 +307,29 @@ def test_weekend_start_and_summary(tmp_path):
     assert s["dates"] == ["2026-01-12"]
     assert set(s["rows"]) == set(load_contracts())
     assert np.isfinite(s["seconds"])
+
+
+def test_firm_holidays_are_not_delivered_priced_or_settled_and_come_from_the_library(tmp_path):
+    """DOMAIN §7.1: nothing is delivered on a FIRM holiday (2026-01-01); the price and fx history
+    is FIRM business dates; no settlement is meant for a holiday of its currency; calendars.csv
+    is the holidays library's calendars (FIRM = NYSE), weekdays only."""
+    import holidays as holiday_library
+
+    s = generate(tmp_path, date(2025, 12, 30), 3, trades_per_day=300, seed=2)
+    assert s["dates"] == ["2025-12-30", "2025-12-31", "2026-01-02"]
+    by_calendar: dict[str, dict[str, str]] = {}
+    for row in csv.DictReader((tmp_path / "2026-01-02" / "calendars.csv").open(newline="")):
+        by_calendar.setdefault(row["calendar_id"], {})[row["holiday_date"]] = row["name"]
+    nyse = holiday_library.financial_holidays("NYSE", years=range(2024, 2027))
+    assert {d for d in by_calendar["FIRM"] if d[:4] in ("2024", "2025", "2026")} == {
+        str(d) for d in nyse if d.weekday() < 5}
+    assert set(by_calendar) == {"FIRM", "USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD"}
+    assert all(date.fromisoformat(d).weekday() < 5 for days in by_calendar.values() for d in days)
+    history = {str(d) for d in pq.read_table(tmp_path / "2025-12-30" / "prices.parquet").column("price_date").to_pylist()}
+    assert len(history) > 260 and not history & set(by_calendar["FIRM"])
+    rates = {r["rate_date"] for r in csv.DictReader((tmp_path / "2025-12-30" / "fx_rates.csv").open(newline=""))}
+    assert rates == history
+    for d in s["dates"]:
+        for r in csv.DictReader((tmp_path / d / "settlements.csv").open(newline="")):
+            assert r["intended_settle_date"] not in by_calendar[r["currency"]], r
+            assert r["intended_settle_date"] not in by_calendar["FIRM"], r

@@ -16,6 +16,7 @@ from oracles.kpi import Files, expected_kpis, expected_targets, near
 from oracles.recon import recon_history
 from test_recon import close, query
 
+
 pytestmark = pytest.mark.slow
 
 

@@ -52,7 +52,7 @@ def test_table_output_is_aligned_numbers_right_text_left_long_text_cut(sample_ru
     assert code == 0
     lines = text.rstrip("\n").split("\n")
     header, rule, body, footer = lines[0], lines[1], lines[2:-1], lines[-1]
-    assert footer == "(12 rows)" and len(body) == 12
+    assert footer == "(13 rows)" and len(body) == 13  # one row a feed
     widths = [len(dash) for dash in rule.split("  ")]
     starts = [sum(widths[:i]) + 2 * i for i in range(len(widths))]
     _, rows = published_rows(home, sql)

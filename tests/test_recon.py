@@ -151,7 +151,7 @@ def carried_dates(settings, dates: list[str]) -> list[str]:
 
 DAYS = ["2026-03-04", "2026-03-05", "2026-03-06", "2026-03-09", "2026-03-10",   # Wed .. Tue, a weekend
         "2026-03-11", "2026-03-12", "2026-03-13"]                               # inside
-RECON_FEEDS = ["books", "instruments", "clients", "fx_rates", "trades", "settlements"]
+RECON_FEEDS = ["books", "instruments", "clients", "fx_rates", "trades", "settlements", "calendars"]
 
 
 class Story:

@@ -30,6 +30,7 @@ from oracles.risk import (
     independent_backtest,
 )
 
+
 ORACLES = REPO.parent / "shared" / "oracles"
 TRANSFORMS = REPO / "transforms"
 

@@ -6,14 +6,13 @@
 WITH as_of AS (
     SELECT
         getvariable('as_of_date') AS as_of_date,
-        5 * (date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) // 7)
-            + least(date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) % 7, 4) AS as_of_bd
+        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
 ),
 
 bounds AS (
     SELECT
         as_of_date,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start
+        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start
     FROM as_of
 ),
 

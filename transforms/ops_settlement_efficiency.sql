@@ -1,12 +1,13 @@
 -- Settlement efficiency of the instructions due in the 20 business dates up to the business date,
 -- as known on that date: a late settlement or a fail that is repaired changes the figures of its
 -- intended date on later dates, so every as-of date republishes the whole window.
--- Business-date arithmetic as in ops_trade_recon: bd(x) numbers weekdays consecutively.
+-- The window counts FIRM business dates; what is due when, and how old a fail is, count the
+-- settlement currency's business days (DOMAIN §7.1): an instruction meant for a holiday of its
+-- currency is due on the currency's next business day (a holiday is not a due date).
 WITH as_of AS (
     SELECT
         getvariable('as_of_date') AS as_of_date,
-        5 * (date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) // 7)
-            + least(date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) % 7, 4) AS as_of_bd
+        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
 ),
 
 bounds AS (
@@ -15,8 +16,8 @@ bounds AS (
     SELECT
         as_of_date,
         as_of_bd,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start
+        core.add_business_days('FIRM', as_of_date, -19) AS window_start,
+        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start
     FROM as_of
 ),
 
@@ -42,10 +43,10 @@ due AS (
     -- live instructions due in the window (a cancelled one was replaced by a re-booking, or is void)
     SELECT
         s.*,
-        s.status = 'SETTLED' AND s.actual_settle_date <= s.intended_settle_date AS on_time,
-        b.as_of_bd - (5 * (date_diff('day', DATE '1970-01-05', s.intended_settle_date) // 7)
-            + least(date_diff('day', DATE '1970-01-05', s.intended_settle_date) % 7, 4)) AS days_past_due
-    FROM settlements_now s, bounds b
+        s.status = 'SETTLED' AND s.actual_settle_date <= s.due_date AS on_time,
+        core.business_days_between(s.currency, s.due_date, b.as_of_date) AS days_past_due
+    FROM (SELECT *, coalesce(core.add_business_days(currency, intended_settle_date - 1, 1), intended_settle_date) AS due_date
+          FROM settlements_now) s, bounds b
     WHERE s.status <> 'CANCELLED'
       AND s.intended_settle_date BETWEEN b.window_start AND b.as_of_date
 ),

@@ -29,14 +29,13 @@
 -- the chunks' rows together are the date's rows. in_chunk(trade_id) (warehouse/marts.sql) is the
 -- filter.
 --
--- Business dates are weekdays. bd(x) = 5 * (days since Monday 1970-01-05 // 7) + least(days % 7, 4)
--- numbers them consecutively (a weekend day counts as the Friday before it), and
--- DATE '1970-01-05' + 7 * (i // 5) + i % 5 turns a number back into its date.
+-- Business dates are FIRM business dates (the core.* calendar macros, warehouse/calendar.sql):
+-- core.bd_number numbers them consecutively (a holiday or weekend day counts as the business
+-- date before it), core.add_business_days steps over them.
 WITH as_of AS (
     SELECT
         getvariable('as_of_date') AS as_of_date,
-        5 * (date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) // 7)
-            + least(date_diff('day', DATE '1970-01-05', getvariable('as_of_date')) % 7, 4) AS as_of_bd
+        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
 ),
 
 bounds AS (
@@ -47,9 +46,9 @@ bounds AS (
     SELECT
         as_of_date,
         as_of_bd,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 19) // 5) + (as_of_bd - 19) % 5 AS INTEGER) AS window_start,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 59) // 5) + (as_of_bd - 59) % 5 AS INTEGER) AS lookback_start,
-        DATE '1970-01-05' + CAST(7 * ((as_of_bd - 60) // 5) + (as_of_bd - 60) % 5 AS INTEGER) AS previous_lookback_start,
+        core.add_business_days('FIRM', as_of_date, -19) AS window_start,
+        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start,
+        core.add_business_days('FIRM', as_of_date, -60) AS previous_lookback_start,
         CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date
     FROM as_of
 ),
@@ -98,8 +97,7 @@ front_events AS (
     SELECT
         t.business_date AS delivered_on,
         t.trade_id, t.version, t.event_type, t.trade_date, t.quantity, t.price,
-        5 * (date_diff('day', DATE '1970-01-05', t.trade_date) // 7)
-            + least(date_diff('day', DATE '1970-01-05', t.trade_date) % 7, 4) AS trade_bd
+        core.bd_number('FIRM', t.trade_date) AS trade_bd
     FROM core.trades t, bounds b
     WHERE t.business_date BETWEEN b.lookback_start AND b.as_of_date
       AND (b.carry_from_date IS NULL OR t.trade_id IN (SELECT trade_id FROM touched))
@@ -162,15 +160,14 @@ change_dates AS (
         SELECT trade_id, delivered_on AS change_date FROM front_events
         UNION ALL
         -- the second business day after trade_date: AWAITING_BO becomes FO_ONLY
-        SELECT trade_id,
-               DATE '1970-01-05' + CAST(7 * ((trade_bd + 2) // 5) + (trade_bd + 2) % 5 AS INTEGER)
+        SELECT trade_id, core.add_business_days('FIRM', trade_date, 2)
         FROM front_events
         UNION ALL
         SELECT trade_id, delivered_on FROM back_events
         UNION ALL
-        -- an instruction without a trade enters the window on its intended date (next weekday)
-        SELECT trade_id,
-               intended_settle_date + CAST(CASE isodow(intended_settle_date) WHEN 6 THEN 2 WHEN 7 THEN 1 ELSE 0 END AS INTEGER)
+        -- an instruction without a trade enters the window on its intended date (or the next
+        -- business date: the first after the day before it)
+        SELECT trade_id, core.add_business_days('FIRM', intended_settle_date - 1, 1)
         FROM back_events
         UNION ALL
         SELECT trade_id, as_of_date FROM candidates, bounds
@@ -221,8 +218,7 @@ sides_at AS (
     SELECT
         d.trade_id,
         d.change_date,
-        5 * (date_diff('day', DATE '1970-01-05', d.change_date) // 7)
-            + least(date_diff('day', DATE '1970-01-05', d.change_date) % 7, 4) AS change_bd,
+        core.bd_number('FIRM', d.change_date) AS change_bd,
         f.front.version AS front_version,
         f.front.trade_bd AS trade_bd,
         f.front.quantity AS front_quantity,
@@ -251,8 +247,7 @@ status_at AS (
                  AND trade_bd BETWEEN change_bd - 19 AND change_bd THEN 'IN'
             WHEN front_version IS NULL AND back_known
                  AND intended_settle_date <= change_date
-                 AND intended_settle_date >= DATE '1970-01-05'
-                     + CAST(7 * ((change_bd - 19) // 5) + (change_bd - 19) % 5 AS INTEGER) THEN 'IN'
+                 AND intended_settle_date >= core.add_business_days('FIRM', change_date, -19) THEN 'IN'
             ELSE 'OUT'
         END AS presence,
         CASE
@@ -380,8 +375,7 @@ carried AS (
     WHERE p.trade_id NOT IN (SELECT trade_id FROM touched)
       AND CASE
               WHEN p.front_version IS NOT NULL THEN
-                  5 * (date_diff('day', DATE '1970-01-05', p.trade_date) // 7)
-                      + least(date_diff('day', DATE '1970-01-05', p.trade_date) % 7, 4) >= b.as_of_bd - 19
+                  core.bd_number('FIRM', p.trade_date) >= b.as_of_bd - 19
               ELSE p.intended_settle_date >= b.window_start
           END
 ),

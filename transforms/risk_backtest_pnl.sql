@@ -3,7 +3,7 @@
 -- held at the previous business date, revalued at today's prices and fx, against that date's
 -- var_99. Hypothetical P&L = Σ MV_prev × r_today, the very return risk_var_scenarios uses for the
 -- scenario dated today (USD value of one unit, last close and rate carried forward), so the
--- backtest compares like with like. The previous business date is the weekday with prices just
+-- backtest compares like with like. The previous business date is the FIRM business date with prices just
 -- before as_of_date; when the warehouse has no BOOK holdings for it, there is no row.
 WITH previous_business_date AS (
     SELECT max(price_date) AS previous_date
@@ -11,7 +11,7 @@ WITH previous_business_date AS (
     WHERE price_date < getvariable('as_of_date')
       AND price_date >= getvariable('as_of_date') - 31
       AND business_date <= getvariable('as_of_date')
-      AND isodow(price_date) <= 5
+      AND core.is_business_day('FIRM', price_date)
 ),
 
 held_previously AS (

@@ -2,13 +2,13 @@
 -- have made or lost on each of the last N business dates had it held today's BOOK positions.
 -- N = getvariable('var_scenarios'). risk_var takes its quantiles and expected shortfalls from here.
 --
--- The scenario calendar is the weekdays on which the price history has closes (any instrument):
+-- The scenario calendar is the FIRM business dates on which the price history has closes (any instrument):
 -- the N latest up to and including as_of_date, plus the one before the first (the base of its
 -- return). An instrument without a close on a calendar date keeps its last close (carried
 -- forward, likewise fx rates), so its return that day is 0 and the move shows on the next close.
 -- A (price_date, instrument) re-delivered later wins, as in risk_exposure; deliveries after
 -- as_of_date are ignored, so a rebuilt date gives what the daily run gave.
--- Work is bounded: N + 1 weekdays of prices (plus 30 days of slack) for the instruments held.
+-- Work is bounded: N + 1 business dates of prices (plus 30 days of slack) for the instruments held.
 WITH holdings AS (
     -- today's BOOK holdings that have a market value (a holding without a price or rate has none)
     SELECT holder_id AS book, instrument_id, currency, market_value_usd
@@ -23,7 +23,7 @@ held_instruments AS (
 ),
 
 lookback AS (
-    -- N + 1 weekdays span about (N + 1) × 7 / 5 calendar days; 30 more leave room for gaps
+    -- N + 1 business dates span about (N + 1) × 7 / 5 calendar days; 30 more cover holidays and gaps
     SELECT getvariable('as_of_date') - CAST((getvariable('var_scenarios') + 1) * 7 // 5 + 30 AS INTEGER) AS start_date
 ),
 
@@ -36,7 +36,7 @@ calendar AS (
         WHERE price_date <= getvariable('as_of_date')
           AND price_date >= (SELECT start_date FROM lookback)
           AND business_date <= getvariable('as_of_date')
-          AND isodow(price_date) <= 5
+          AND core.is_business_day('FIRM', price_date)
     )
     QUALIFY days_back <= getvariable('var_scenarios') + 1
 ),

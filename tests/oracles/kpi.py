@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from midoffice import calendar
+
 from oracles.recon import BREAKS, efficiency_oracle, read_csv, usd_rates
 
 
@@ -77,7 +79,9 @@ def book_holdings(files: Files, as_of: str) -> dict[tuple[str, str], float]:
 @lru_cache(maxsize=None)
 def scenario_returns(files: Files, as_of: str, scenarios: int = 250) -> tuple[list[str], np.ndarray]:
     """Instruments, and their USD returns on the N business dates up to as_of (N × instruments)."""
-    days = [str(np.busday_offset(date.fromisoformat(as_of), -k, roll="forward")) for k in range(scenarios, -1, -1)]
+    holidays = calendar.landing_holidays(files.landing, date.fromisoformat(as_of))
+    days = [calendar.add_business_days(date.fromisoformat(as_of), -k, holidays).isoformat()
+            for k in range(scenarios, -1, -1)]
     currency = {i: r["currency"] for i, r in files.instruments(as_of).items()}
     names = sorted(currency)
     usd = np.array([[files.closes[(day, i)] * files.rates[(day, currency[i])] for i in names] for day in days])

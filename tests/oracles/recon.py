@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from datetime import date
 from pathlib import Path
 
-import numpy as np
+from midoffice import calendar
 
 
 BREAKS = {"BO_ONLY", "FO_ONLY", "VERSION_BREAK", "QTY_BREAK", "AMOUNT_BREAK"}
@@ -22,13 +22,31 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def business_days_between(start: str, end: str) -> int:
-    """Weekdays from start (counted) to end (not counted): 0 when equal."""
-    return int(np.busday_count(date.fromisoformat(start), date.fromisoformat(end)))
+def firm_holidays(landing: Path, as_of: str) -> frozenset:
+    """FIRM holidays as the landing delivers them up to the date (midoffice.calendar counts)."""
+    return calendar.landing_holidays(landing, date.fromisoformat(as_of))
 
 
-def business_days_before(day: str, n: int) -> str:
-    return str(np.busday_offset(date.fromisoformat(day), -n, roll="forward"))
+def currency_holidays(landing: Path, as_of: str, currency: str) -> frozenset:
+    """The currency's own holidays as delivered (FIRM's when it has none)."""
+    path = calendar.latest_calendars_file(landing, date.fromisoformat(as_of))
+    found = calendar.read_calendars(path) if path else {}
+    return found.get(currency, found.get(calendar.FIRM, calendar.NO_HOLIDAYS))
+
+
+def business_days_between(start: str, end: str, holidays: frozenset = calendar.NO_HOLIDAYS) -> int:
+    """Business days after start up to end: 0 when equal."""
+    return calendar.business_days_between(date.fromisoformat(start), date.fromisoformat(end), holidays)
+
+
+def business_days_before(day: str, n: int, holidays: frozenset = calendar.NO_HOLIDAYS) -> str:
+    return calendar.add_business_days(date.fromisoformat(day), -n, holidays).isoformat()
+
+
+def due_date(intended: str, holidays: frozenset) -> str:
+    """A holiday of the settlement currency is not a due date: the next business day is."""
+    day = date.fromisoformat(intended)
+    return (day if calendar.is_business_day(day, holidays) else calendar.next_business_day(day, holidays)).isoformat()
 
 
 def age_bucket(age: int | None) -> str | None:
@@ -49,13 +67,13 @@ def usd_rates(landing: Path, as_of: str) -> dict[str, float]:
     return {c: v for c, (_, v) in best.items()}
 
 
-def recon_status(front: dict | None, back: dict | None, as_of: str) -> str:
+def recon_status(front: dict | None, back: dict | None, as_of: str, holidays: frozenset) -> str:
     front_live = front is not None and front["event_type"] != "CANCEL"
     back_live = back is not None and back["status"] != "CANCELLED"
     if back_live and not front_live:
         return "BO_ONLY"
     if front_live and not back_live:
-        return "AWAITING_BO" if business_days_between(front["trade_date"], as_of) <= 1 else "FO_ONLY"
+        return "AWAITING_BO" if business_days_between(front["trade_date"], as_of, holidays) <= 1 else "FO_ONLY"
     if front_live:
         amount = float(front["quantity"]) * float(front["price"])
         if int(back["trade_version"]) != int(front["version"]):
@@ -83,7 +101,8 @@ def recon_history(landing: Path, dates: list[str]) -> dict[str, dict[str, dict]]
         of_trade: dict[str, list[dict]] = defaultdict(list)
         for s in settlements.values():
             of_trade[s["trade_id"]].append(s)
-        window_start = business_days_before(d, 19)
+        holidays = firm_holidays(landing, d)
+        window_start = business_days_before(d, 19, holidays)
         in_window = {tid for tid, (_, f) in front.items()
                      if window_start <= f["trade_date"] <= d
                      and not (f["event_type"] == "CANCEL" and tid not in of_trade)}
@@ -96,7 +115,7 @@ def recon_history(landing: Path, dates: list[str]) -> dict[str, dict[str, dict]]
             # the live instruction, else the latest cancelled one
             b = max(of_trade[tid], key=lambda s: (s["status"] != "CANCELLED", s["delivered_on"], s["settlement_id"])) \
                 if tid in of_trade else None
-            status = recon_status(f, b, d)
+            status = recon_status(f, b, d, holidays)
             first_seen = age = None
             if status in BREAKS:
                 before = yesterday.get(tid)
@@ -138,7 +157,7 @@ def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:
     for d in sorted(p.name for p in landing.iterdir() if p.is_dir() and p.name <= as_of):
         for row in read_csv(landing / d / "settlements.csv"):
             latest[row["settlement_id"]] = row
-    window_start = business_days_before(as_of, 19)
+    window_start = business_days_before(as_of, 19, firm_holidays(landing, as_of))
     rates = usd_rates(landing, as_of)
     groups: dict[tuple, dict] = defaultdict(lambda: Counter())
     fail_ages: dict[tuple, list[int]] = defaultdict(list)
@@ -148,7 +167,9 @@ def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:
         key = (s["intended_settle_date"], s["custodian"], s["currency"])
         g = groups[key]
         amount = float(s["settlement_amount"])
-        on_time = s["status"] == "SETTLED" and s["actual_settle_date"] <= s["intended_settle_date"]
+        holidays = currency_holidays(landing, as_of, s["currency"])
+        due = due_date(s["intended_settle_date"], holidays)
+        on_time = s["status"] == "SETTLED" and s["actual_settle_date"] <= due
         g["due"] += 1
         g["due_amount"] += amount
         g["settled_on_time"] += on_time
@@ -158,7 +179,7 @@ def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:
         g["partial"] += s["status"] == "PARTIAL"
         g["pending"] += s["status"] == "PENDING"
         if s["status"] == "FAILED":
-            fail_ages[key].append(business_days_between(s["intended_settle_date"], as_of))
+            fail_ages[key].append(business_days_between(due, as_of, holidays))
     out = {}
     for key, g in groups.items():
         rate = rates[key[2]]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from midoffice import calendar
+
 
 BASEL_WINDOW = 250
 
@@ -81,7 +83,7 @@ class Feeds:
                 if rd <= as_of:
                     rates[(ccy, rd)] = rate
         currency = {r["instrument_id"]: r["currency"] for r in self.latest("instruments.csv", as_of)}
-        return Market(closes, rates, currency)
+        return Market(closes, rates, currency, calendar.landing_holidays(self.landing, date.fromisoformat(as_of)))
 
     @cache
     def attributes(self, as_of: str) -> dict[str, dict]:
@@ -98,11 +100,12 @@ class Feeds:
 
 
 class Market:
-    def __init__(self, closes, rates, currency):
+    def __init__(self, closes, rates, currency, holidays: frozenset = frozenset()):
         self.currency = currency
         self.closes = self._series(closes)
         self.rates = self._series(rates)
-        self.calendar = sorted({d for (_, d) in closes if date.fromisoformat(d).weekday() < 5})
+        # the FIRM business dates with closes (delivered holidays: midoffice.calendar)
+        self.calendar = sorted({d for (_, d) in closes if calendar.is_business_day(date.fromisoformat(d), holidays)})
 
     @staticmethod
     def _series(points: dict[tuple[str, str], float]) -> dict[str, tuple[list[str], list[float]]]:
