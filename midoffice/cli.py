@@ -1,7 +1,7 @@
 """The `midoffice` command: a thin layer over the functions the Airflow DAGs call.
 
-Exit status: 0 every gate passed, 1 a gate or a stage failed (the rest still ran), 2 usage or
-configuration error.
+Exit status: 0 every gate passed, 1 a gate or a stage failed (the rest still ran) or a date had
+nothing delivered, 2 usage or configuration error.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = ("exit status: 0 done (every gate passed); 1 a gate or a stage failed, or a date had nothing "
+              "delivered (the rest still ran; the message names date, feed, file and cause); 2 usage or "
+              "configuration error. Dates are YYYY-MM-DD.")
 
 
 class UsageError(Exception):
@@ -45,11 +48,40 @@ def _progress_printer():
 def cmd_generate(args) -> int:
     from midoffice.sample import generate
 
+    if args.days < 1:
+        raise UsageError(f"--days must be at least 1 (got {args.days})")
+    if args.trades_per_day < 1:
+        raise UsageError(f"--trades-per-day must be at least 1 (got {args.trades_per_day})")
+    out = Path(args.out)
+    delivered = _delivered_dates(out)
+    if delivered and not args.force:
+        raise UsageError(f"{out} already holds deliveries ({delivered[0]} to {delivered[-1]}): generating into it "
+                         "would overwrite them; give another --out, or --force to overwrite")
     summary = generate(Path(args.out), args.start, args.days, trades_per_day=args.trades_per_day,
                        seed=args.seed, faults=args.faults, progress=_progress_printer())
     print(f"generated {len(summary.get('dates', []))} business dates into {args.out} "
           f"in {summary.get('seconds', 0):.1f}s")
     return EXIT_OK
+
+
+def _delivered_dates(landing: Path) -> list[str]:
+    """The business dates a landing folder has a manifest for, in order."""
+    if not landing.is_dir():
+        return []
+    return sorted(p.parent.name for p in landing.glob("*/_manifest.json") if _is_iso_date(p.parent.name))
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        return date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
+def _later_dates_in_home(settings, last: str) -> list[str]:
+    """Business dates after `last` that the home already ran (their run ledger folders)."""
+    runs = settings.control / "runs"
+    return sorted(p.name for p in runs.iterdir() if _is_iso_date(p.name) and p.name > last) if runs.is_dir() else []
 
 
 def _settings(args):
@@ -88,6 +120,20 @@ def cmd_run(args) -> int:
     dates = plan.dates
     if not dates:
         raise UsageError("no business date in the range")
+    delivered = set(_delivered_dates(settings.landing))
+    for day in (d for d in dates if d not in delivered):
+        print(f"{day}: nothing delivered (no {settings.landing / day / '_manifest.json'}): nothing run, "
+              "nothing published for it", file=sys.stderr)
+    dates = [d for d in dates if d in delivered]
+    if not dates:
+        return EXIT_GATE_FAILED
+    later = _later_dates_in_home(settings, dates[-1])
+    if later:
+        after = date.fromisoformat(dates[-1]) + timedelta(days=1)
+        print(f"warning: {settings.home} already has later business dates ({later[0]} to {later[-1]}); they carry "
+              f"state from the dates run now (breach streaks, VaR history, recon ages) and must be run again "
+              f"afterwards: midoffice run --landing {settings.landing} --home {settings.home} "
+              f"--from {after.isoformat()} --to {later[-1]}", file=sys.stderr)
     from midoffice.lock import HomeBusy, home_lock
 
     if args.development_key:  # the DAG tasks run in this process and read the same environment
@@ -182,21 +228,31 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="midoffice", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="write deterministic sample feeds into a landing folder")
-    g.add_argument("--out", required=True)
-    g.add_argument("--start", required=True, type=_date)
-    g.add_argument("--days", required=True, type=int)
-    g.add_argument("--trades-per-day", type=int, default=2000)
-    g.add_argument("--seed", type=int, default=42)
+    g = sub.add_parser("generate", help="write deterministic sample feeds into a landing folder",
+                       description="Write sample feeds (every feed, a manifest per date) for DAYS business dates "
+                                   "from START into OUT. Deterministic: the same arguments give the same bytes.",
+                       epilog=EXIT_CODES)
+    g.add_argument("--out", required=True, metavar="DIR", help="the landing folder to write (one folder per date)")
+    g.add_argument("--start", required=True, type=_date, metavar="YYYY-MM-DD",
+                   help="first business date (a weekend or FIRM holiday moves to the next business date)")
+    g.add_argument("--days", required=True, type=int, metavar="N", help="number of business dates, at least 1")
+    g.add_argument("--trades-per-day", type=int, default=2000, metavar="N", help="trades per date (default 2000)")
+    g.add_argument("--seed", type=int, default=42, metavar="N", help="random seed (default 42)")
     g.add_argument("--faults", action="store_true", help="inject realistic defects (listed in _faults.json)")
+    g.add_argument("--force", action="store_true", help="overwrite deliveries already in --out")
     g.set_defaults(func=cmd_generate)
 
-    r = sub.add_parser("run", help="run the midoffice_ingest and midoffice_warehouse DAGs for business dates (Airflow's dag.test())")
-    r.add_argument("--landing", required=True)
-    r.add_argument("--home", default=None, help="default $MIDOFFICE_HOME, else ./.midoffice")
-    r.add_argument("--date", type=_date)
-    r.add_argument("--from", dest="from_", type=_date)
-    r.add_argument("--to", type=_date)
+    r = sub.add_parser("run", help="run the midoffice_ingest and midoffice_warehouse DAGs for business dates",
+                       description="Run business dates through the real Airflow DAGs in this process (Airflow's "
+                                   "dag.test()): ingest, validate and gate every feed, build, publish, report. "
+                                   "Dates run oldest first; FIRM holidays in a range are skipped and said.",
+                       epilog=EXIT_CODES)
+    r.add_argument("--landing", required=True, metavar="DIR", help="the senders' folder: <DIR>/<YYYY-MM-DD>/")
+    r.add_argument("--home", default=None, metavar="DIR", help="where everything is written "
+                                                               "(default $MIDOFFICE_HOME, else ./.midoffice)")
+    r.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="one business date")
+    r.add_argument("--from", dest="from_", type=_date, metavar="YYYY-MM-DD", help="first date of a range (with --to)")
+    r.add_argument("--to", type=_date, metavar="YYYY-MM-DD", help="last date of a range (with --from)")
     r.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="when another run holds the home, wait up to this long for it (default: refuse at once)")
     r.add_argument("--development-key", action="store_true",
@@ -204,15 +260,20 @@ def parser() -> argparse.ArgumentParser:
                         "for sample data only (anyone can re-identify its client keys)")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="(re)build the daily pack and extracts for a date")
-    rep.add_argument("--date", required=True, type=_date)
-    rep.add_argument("--home", default=None)
+    rep = sub.add_parser("report", help="(re)build the daily pack and extracts for a date", epilog=EXIT_CODES)
+    rep.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published business date")
+    rep.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
     rep.set_defaults(func=cmd_report)
 
-    qy = sub.add_parser("query", help="read-only SQL against the published warehouse")
-    qy.add_argument("sql")
-    qy.add_argument("--home", default=None)
-    qy.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    qy = sub.add_parser("query", help="read-only SQL against the published warehouse",
+                        description="Run one SELECT (or EXPLAIN) statement against the published warehouse. "
+                                    "Anything else is refused before it runs.",
+                        epilog="exit status: 0 the result; 2 the SQL was refused or failed, ran past --timeout, "
+                               "or gave more than --max-rows rows, or nothing is published yet.")
+    qy.add_argument("sql", help='the statement, e.g. "SELECT * FROM kpi_daily ORDER BY business_date"')
+    qy.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
+    qy.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                    help="table (for reading; at most 10,000 rows), csv or json (every row, streamed)")
     qy.add_argument("--timeout", type=float, metavar="SECONDS",
                     help="stop the query after this many seconds (default 300; 0: no limit)")
     qy.add_argument("--max-rows", type=int, metavar="N",
@@ -220,13 +281,17 @@ def parser() -> argparse.ArgumentParser:
     qy.set_defaults(func=cmd_query)
 
     st = sub.add_parser("status", help="one line per business date: outcome, gates failed, quarantined, late, "
-                                       "what failed (with --date: every feed and stage of that date)")
-    st.add_argument("--home", default=None)
-    st.add_argument("--date", type=_date, help="YYYY-MM-DD: that date's feeds and stages, reasons in full")
+                                       "what failed (with --date: every feed and stage of that date)",
+                        epilog="outcomes: OK; WARNINGS (records quarantined or files late); GATES FAILED (the "
+                               "marts of those feeds kept their previous rows); FAILED (published, a later stage "
+                               "failed); NOT PUBLISHED (the build or publication failed or has not run). "
+                               "exit status: 0 the report; 2 no run recorded (for the date).")
+    st.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
+    st.add_argument("--date", type=_date, metavar="YYYY-MM-DD", help="that date's feeds and stages, reasons in full")
     st.set_defaults(func=cmd_status)
 
     dc = sub.add_parser("dictionary", help="write the data dictionary (docs/DATA_DICTIONARY.md)")
-    dc.add_argument("--out")
+    dc.add_argument("--out", metavar="FILE", help="default docs/DATA_DICTIONARY.md")
     dc.add_argument("--check", action="store_true", help="exit 1 when the committed dictionary is stale")
     dc.set_defaults(func=cmd_dictionary)
 
