@@ -153,11 +153,21 @@ def cmd_run(args) -> int:
         pack = settings.reports / o.business_date / "index.html"
         if pack.is_file() and pack.stat().st_mtime >= started:  # written by this run, not an earlier one
             print(f"daily pack {o.business_date}: {pack}")
+    from midoffice.runner import latest_run_log
+    from midoffice.status import explain_gate_failure
+
+    log = latest_run_log(settings)
+    last = max([dates[-1], *_later_dates_in_home(settings, dates[-1])])
     for o in failed:
-        for feed, reason in o.failed_gates.items():
-            print(f"GATE FAILED {o.business_date} {feed}: {reason}", file=sys.stderr)
+        for feed in o.failed_gates:
+            print(explain_gate_failure(settings, o.business_date, feed), file=sys.stderr)
+        if o.failed_gates:
+            print(f"  next: have the sender redeliver, then run that date and every later one again: midoffice run "
+                  f"--landing {settings.landing} --home {settings.home} --from {o.business_date} --to {last}",
+                  file=sys.stderr)
         if o.failed_tasks:
-            print(f"FAILED {o.business_date}: tasks {', '.join(o.failed_tasks)} (see pipeline_runs)", file=sys.stderr)
+            print(f"FAILED {o.business_date}: tasks {', '.join(o.failed_tasks)}; details: midoffice status --date "
+                  f"{o.business_date} --home {settings.home}; tracebacks: {log}", file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
 
 

@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,7 @@ class DateOutcome:
     dag_state: str
     failed_gates: dict[str, str]
     failed_tasks: list[str]
+    summary: str = ""  # the date's outcome as `midoffice status` judges it (midoffice.status.one_line)
 
     @property
     def ok(self) -> bool:
@@ -111,22 +113,65 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
     ingest_dag, warehouse_dag = load_dags()
     outcomes = []
     started = time.monotonic()
-    for i, business_date in enumerate(dates, start=1):
-        done = time.monotonic() - started
-        eta = f" (about {_duration(done / (i - 1) * (len(dates) - i + 1))} left)" if i > 1 else ""
-        progress(f"[{i}/{len(dates)}] {business_date}: running {INGEST_DAG_ID}, {WAREHOUSE_DAG_ID}{eta}…")
-        t0 = time.monotonic()
-        conf = {"business_date": business_date}  # landing and home: MIDOFFICE_LANDING and _HOME (prepare_airflow)
-        ingest_run = ingest_dag.test(run_conf=conf, logical_date=None)
-        warehouse_run = None
-        if not _undecided_gates(ingest_run):  # the scheduler's condition: every gate event emitted
-            warehouse_run = warehouse_dag.test(run_conf=conf, logical_date=None)
-        outcomes.append(_outcome(settings, business_date, ingest_run, warehouse_run))
-        o = outcomes[-1]
-        progress(f"[{i}/{len(dates)}] {business_date}: {o.dag_state} in {_duration(time.monotonic() - t0)}" + (
-            "; gates failed: " + "; ".join(f"{f}: {r}" for f, r in o.failed_gates.items()) if o.failed_gates else ""
-        ) + (f"; failed tasks: {', '.join(o.failed_tasks)}" if o.failed_tasks else ""))
+    log_path = run_log_path(settings)
+    with console_to_log(log_path) as say:
+        for i, business_date in enumerate(dates, start=1):
+            done = time.monotonic() - started
+            eta = f" (about {_duration(done / (i - 1) * (len(dates) - i + 1))} left)" if i > 1 else ""
+            say(progress, f"[{i}/{len(dates)}] {business_date}: running {INGEST_DAG_ID}, {WAREHOUSE_DAG_ID}{eta}…")
+            t0 = time.monotonic()
+            conf = {"business_date": business_date}  # landing and home: MIDOFFICE_LANDING and _HOME (prepare_airflow)
+            ingest_run = ingest_dag.test(run_conf=conf, logical_date=None)
+            warehouse_run = None
+            if not _undecided_gates(ingest_run):  # the scheduler's condition: every gate event emitted
+                warehouse_run = warehouse_dag.test(run_conf=conf, logical_date=None)
+            outcomes.append(_outcome(settings, business_date, ingest_run, warehouse_run))
+            say(progress, f"[{i}/{len(dates)}] {business_date}: {outcomes[-1].summary} "
+                          f"in {_duration(time.monotonic() - t0)}")
     return outcomes
+
+
+def latest_run_log(settings: Settings) -> Path | None:
+    logs = sorted((settings.home / "logs").glob("run-*.log"), key=lambda p: p.stat().st_mtime)
+    return logs[-1] if logs else None
+
+
+def run_log_path(settings: Settings) -> Path:
+    """Where a `midoffice run` writes what Airflow and the tasks print (tracebacks included)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return settings.home / "logs" / f"run-{stamp}-{os.getpid()}.log"
+
+
+@contextmanager
+def console_to_log(path: Path):
+    """Everything this process (and its children) writes to stdout and stderr goes to `path`
+    while the DAGs run: Airflow prints a task's traceback even when the failure is expected (a
+    gate), and the operator needs one line per date, not 37 per failure. `say(progress, text)`
+    still reaches the console. The log's path is in the run ledger's messages and the CLI's
+    closing lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    console = open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
+    log = open(path, "ab")
+    for fd in (1, 2):
+        os.dup2(log.fileno(), fd)
+
+    def say(progress, text: str) -> None:
+        with redirect_stderr(console), redirect_stdout(console):
+            progress(text)
+
+    try:
+        yield say
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        console.close()
+        log.close()
 
 
 def _duration(seconds: float) -> str:
@@ -162,7 +207,10 @@ def _outcome(settings: Settings, business_date: str, ingest_run, warehouse_run) 
         states = [_state(r.state) for r in runs]
         state = "success" if all(s == "success" for s in states) else "failed"
     last = warehouse_run or ingest_run
-    return DateOutcome(business_date, last.run_id, state, failed_gates, failed_tasks)
+    from midoffice.status import date_status, one_line
+
+    return DateOutcome(business_date, last.run_id, state, failed_gates, failed_tasks,
+                       summary=one_line(date_status(settings, business_date)))
 
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)

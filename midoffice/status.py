@@ -66,12 +66,12 @@ class DateStatus:
 
 # --- reading the facts -------------------------------------------------------------------------
 
-def ledger_on_disk(settings: Settings) -> list[StageRecord]:
-    """Every stage record the pipeline wrote under lake/control/runs (a killed writer's
-    temporaries, `.tmp-*`, and unreadable files are skipped)."""
+def ledger_on_disk(settings: Settings, business_date: str = "*") -> list[StageRecord]:
+    """Every stage record the pipeline wrote under lake/control/runs (of one date, or all); a
+    killed writer's temporaries, `.tmp-*`, and unreadable files are skipped."""
     records = []
     root = settings.control / "runs"
-    for path in sorted(root.glob("*/*/[!.]*.json")) if root.is_dir() else []:
+    for path in sorted(root.glob(f"{business_date}/*/[!.]*.json")) if root.is_dir() else []:
         try:
             raw = json.loads(path.read_text())
             records.append(_stage_record(raw))
@@ -170,6 +170,45 @@ def judge(business_date: str, records: list[StageRecord], feeds: list[FeedFacts]
                       published_at=publish.finished_at if publish and publish.status == "SUCCESS" else None,
                       gates_failed=gates_failed, quarantined=quarantined, late=late, failed_stages=failed,
                       feeds=sorted(feeds, key=lambda f: f.feed), stages=stages)
+
+
+def date_status(settings: Settings, business_date: str) -> DateStatus:
+    """One date, judged from the run ledger on disk and the control records (no warehouse read)."""
+    from midoffice.contracts import feed_names
+
+    records = ledger_on_disk(settings, business_date)
+    feeds = [control_feed_facts(settings, business_date, f) for f in feed_names()]
+    return judge(business_date, records, [f for f in feeds if f is not None])
+
+
+def one_line(s: DateStatus) -> str:
+    """What a date came to, for the console: the outcome first, then what a person must know."""
+    parts = []
+    if s.gates_failed:
+        parts.append("gates failed: " + ", ".join(s.gates_failed))
+    if s.quarantined:
+        counts = ", ".join(f"{f.feed} {f.quarantined:,}" for f in s.feeds if f.quarantined)
+        parts.append(f"{s.quarantined:,} record{'s' if s.quarantined != 1 else ''} quarantined ({counts})")
+    if s.late:
+        parts.append("late: " + ", ".join(s.late))
+    if s.failed_stages:
+        parts.append("failed: " + ", ".join(r.stage.removeprefix("task:") for r in s.failed_stages))
+    return s.outcome + (f" ({'; '.join(parts)})" if parts else "")
+
+
+def explain_gate_failure(settings: Settings, business_date: str, feed: str, top: int = 3) -> str:
+    """A failed gate as an operator needs it: the file, the cause, the rules that quarantined most,
+    and what to do next."""
+    from midoffice.control import read_record
+
+    ingest = read_record(settings, "ingest", feed, business_date) or {}
+    gate = read_record(settings, "gate", feed, business_date) or {}
+    cause = gate.get("reason") or ingest.get("error") or "failed"
+    rules = sorted((ingest.get("rules") or {}).items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    text = f"GATE FAILED {business_date} {feed} ({ingest.get('file') or feed}): {cause}"
+    if rules:
+        text += "; top rules: " + ", ".join(f"{rule} {count:,}" for rule, count in rules)
+    return text
 
 
 def date_statuses(settings: Settings) -> list[DateStatus]:
