@@ -92,7 +92,7 @@ def test_bad_sql_and_missing_warehouse_exit_2_with_a_message(sample_run, tmp_pat
     proc = cli("query", "SELECT 1", "--home", str(tmp_path / "empty"))
     assert proc.returncode == 2 and "nothing published yet" in proc.stderr
     proc = cli("status", "--home", str(tmp_path / "empty"))
-    assert proc.returncode == 2 and "nothing published yet" in proc.stderr
+    assert proc.returncode == 2 and "no run recorded" in proc.stderr
 
 
 # --- read-only ------------------------------------------------------------------------------------
