@@ -179,3 +179,39 @@ def test_a_new_mart_is_one_sql_and_one_yml(landing, tmp_path, monkeypatch):
     assert "| `holdings` | BIGINT | not null; >= 1 |" in section
     assert "| `gross_usd` | DOUBLE | finite |" in section
     assert "zz_book_gross" in text.split("\n### risk_exposure\n", 1)[1].split("\n### ", 1)[0]  # read by
+
+
+def test_an_intermediate_model_is_built_read_and_never_published(landing, tmp_path):
+    """int_holdings_valued (published: false) holds client ids: built for risk_exposure and
+    client_portfolio to read, absent from the published warehouse, the extracts and the marts
+    of the dictionary."""
+    from midoffice.config import settings_from
+    from midoffice.dictionary import render_markdown
+    from midoffice.models import load_models, mart_names
+
+    intermediate = next(m for m in load_models() if m.name == "int_holdings_valued")
+    assert not intermediate.published and "int_holdings_valued" not in mart_names()
+    readers = {m.name for m in load_models() if "int_holdings_valued" in m.models_read}
+    assert {"risk_exposure", "client_portfolio"} <= readers
+
+    settings = settings_from(landing, tmp_path / "home")
+    summary = build_date(settings, DATES[0])
+    assert summary["built"]["int_holdings_valued"] > 0
+    build = duckdb.connect(str(settings.build_db), read_only=True)
+    try:
+        valued = build.execute("SELECT count(*), sum(market_value_usd) FROM int_holdings_valued "
+                               "WHERE as_of_date = ?", [DATES[0]]).fetchone()
+    finally:
+        build.close()
+    published = duckdb.connect(str(settings.published_db), read_only=True)
+    try:
+        tables = {t for (t,) in published.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        exposure = published.execute("SELECT count(*), sum(market_value_usd) FROM risk_exposure "
+                                     "WHERE as_of_date = ?", [DATES[0]]).fetchone()
+    finally:
+        published.close()
+    assert "int_holdings_valued" not in tables and "risk_exposure" in tables
+    # risk_exposure publishes every valued holding, no more, no less (a float sum's order varies)
+    assert valued[0] == exposure[0] and valued[1] == pytest.approx(exposure[1], rel=1e-12)
+    marts_table = render_markdown().split("## Marts", 1)[1].split("## Lineage", 1)[0]
+    assert "int_holdings_valued" not in marts_table.split("Intermediate models")[0]
