@@ -124,32 +124,29 @@ class Model:
 
 @dataclass(frozen=True)
 class Reads:
-    """The tables a statement reads, as written: (schema, name) pairs ('' when unqualified)."""
-    tables: frozenset[tuple[str, str]] = frozenset()
-    table_functions: frozenset[tuple[str, str]] = frozenset()  # FROM f(...): a table macro, read_parquet...
+    """What a statement reads, as written."""
+    tables: frozenset[tuple[str, str]] = frozenset()  # (schema, name), '' when unqualified; no CTE
+    # every function called by a name DuckDB does not know natively: a macro (of warehouse/*.sql)
+    # or a function registered at run time (client_key)
+    functions: frozenset[str] = frozenset()
 
 
 def statement_reads(tree: exp.Expression) -> Reads:
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-    tables, functions = set(), set()
-    for t in tree.find_all(exp.Table):
-        schema = (t.db or "").lower()
-        if isinstance(t.this, exp.Func):
-            functions.add((schema, t.this.name.lower()))
-        elif schema or t.name.lower() not in ctes:
-            tables.add((schema, t.name.lower()))
-    return Reads(frozenset(tables), frozenset(functions))
+    tables = {((t.db or "").lower(), t.name.lower()) for t in tree.find_all(exp.Table)
+              if not isinstance(t.this, exp.Func) and (t.db or t.name.lower() not in ctes)}
+    return Reads(frozenset(tables), frozenset(f.name.lower() for f in tree.find_all(exp.Anonymous)))
 
 
 def sql_reads(sql: str) -> Reads:
     return statement_reads(sqlglot.parse_one(sql, dialect=SQL_DIALECT))
 
 
-def _created(path: Path, kind: str) -> dict[str, Reads]:
-    """name -> what it reads, of every CREATE <kind> of a DDL file (a macro's or view's body)."""
+def ddl_objects(text: str, kinds: tuple[str, ...]) -> dict[str, Reads]:
+    """name -> what its body reads, of every CREATE <kind> of a DDL text (a macro's or view's)."""
     out = {}
-    for statement in sqlglot.parse(path.read_text(), dialect=SQL_DIALECT):
-        if isinstance(statement, exp.Create) and statement.args.get("kind") == kind:
+    for statement in sqlglot.parse(text, dialect=SQL_DIALECT):
+        if isinstance(statement, exp.Create) and statement.args.get("kind") in kinds:
             target = statement.this.this if isinstance(statement.this, (exp.Schema, exp.UserDefinedFunction)) \
                 else statement.this
             body = statement.expression
@@ -160,46 +157,69 @@ def _created(path: Path, kind: str) -> dict[str, Reads]:
 @lru_cache(maxsize=1)
 def pipeline_tables() -> frozenset[str]:
     """The core tables the pipeline writes itself (warehouse/core.sql), not feeds."""
-    return frozenset(_created(WAREHOUSE_DDL_DIR / "core.sql", "TABLE"))
+    return frozenset(ddl_objects((WAREHOUSE_DDL_DIR / "core.sql").read_text(), ("TABLE",)))
 
 
 @lru_cache(maxsize=1)
 def ddl_relations() -> dict[str, Reads]:
-    """The table macros and views of warehouse/marts.sql, and what each reads."""
-    path = WAREHOUSE_DDL_DIR / "marts.sql"
-    return _created(path, "MACRO") | _created(path, "VIEW")
+    """The macros and views of the warehouse's DDL (warehouse/*.sql), and what each reads."""
+    out: dict[str, Reads] = {}
+    for path in sorted(WAREHOUSE_DDL_DIR.glob("*.sql")):
+        out |= ddl_objects(path.read_text(), ("MACRO", "VIEW"))
+    return out
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a read resolves to: core tables (feeds or the pipeline's) and models."""
+    core: frozenset[str] = frozenset()
+    models: frozenset[str] = frozenset()
+
+    def __or__(self, other: Found) -> Found:
+        return Found(self.core | other.core, self.models | other.models)
 
 
 @dataclass
 class _Graph:
-    """Resolves a `main.<x>` read to the models it stands for."""
+    """Resolves what a query reads, through the warehouse's macros and views, to core tables and models."""
     models: set[str]
     owners: dict[str, str]  # storage table -> its model
-    relations: dict[str, Reads]  # marts.sql macro or view -> its reads
+    relations: dict[str, Reads]  # macro or view -> its reads
 
-    def main_reads(self, reads: Reads) -> set[str]:
-        return {n for s, n in reads.tables | reads.table_functions if s in ("", "main")}
+    def model_of(self, table: str) -> str | None:
+        return table if table in self.models else self.owners.get(table)
 
-    def resolve(self, name: str, seen: frozenset[str] = frozenset()) -> set[str]:
-        if name in self.models:
-            return {name}
-        if name in self.owners:
-            return {self.owners[name]}
+    def _main(self, reads: Reads) -> set[str]:
+        return {n for s, n in reads.tables if s in ("", "main")}
+
+    def through(self, name: str, seen: frozenset[str] = frozenset()) -> Found:
+        """What calling (or selecting from) the macro or view reads. One over a model's storage
+        stands for that model: its other reads are the model's own (storage_dependencies)."""
         if name not in self.relations or name in seen:
-            return set()  # a function (read_parquet, range, a scalar macro): no model
-        reads = self.main_reads(self.relations[name])
-        # a macro over a model's storage stands for that model (its other reads are the model's)
-        owning = {self.owners[r] for r in reads if r in self.owners}
-        return owning or set().union(*(self.resolve(r, seen | {name}) for r in reads))
+            return Found()  # a built-in or registered function: reads nothing
+        reads, seen = self.relations[name], seen | {name}
+        core = frozenset(n for s, n in reads.tables if s == "core")
+        owning = {self.owners[r] for r in self._main(reads) if r in self.owners}
+        if owning:
+            return Found(core, frozenset(owning))
+        found = Found(core, frozenset(m for r in self._main(reads) if (m := self.model_of(r))))
+        for r in self._main(reads) - self.models:
+            found |= self.through(r, seen)
+        for f in reads.functions:
+            found |= self.through(f, seen)
+        return found
 
-    def storage_dependencies(self, model: str) -> set[str]:
+    def storage_dependencies(self, model: str) -> Found:
         """What the macros and views over the model's storage read besides it (the recon's view: fx_daily)."""
-        out: set[str] = set()
+        found = Found()
         for name, reads in self.relations.items():
-            inner = self.main_reads(reads)
+            inner = self._main(reads)
             if any(self.owners.get(r) == model for r in inner):
-                out |= set().union(*(self.resolve(r, frozenset({name})) for r in inner if r not in self.owners))
-        return out - {model}
+                found |= Found(frozenset(n for s, n in reads.tables if s == "core"),
+                               frozenset(m for r in inner - set(self.owners) if (m := self.model_of(r))))
+                for f in reads.functions | (inner - set(self.owners) - self.models):
+                    found |= self.through(f, frozenset({name}))
+        return Found(found.core, found.models - {model})
 
 
 @dataclass(frozen=True)
@@ -210,30 +230,35 @@ class Lineage:
 
 
 def derive_lineage(where: str, name: str, sql: str, graph: _Graph, feeds: set[str]) -> Lineage:
-    """What the model's SQL reads: feeds, other models, the pipeline's tables. A read of
-    anything else is an error (the lineage would be wrong without it)."""
+    """What the model's SQL reads, directly or through the warehouse's macros: feeds, other
+    models, the pipeline's tables. A read of anything else is an error (the lineage would miss it)."""
     try:
         reads = sql_reads(sql)
     except sqlglot.errors.ParseError as exc:
         raise ContractError(f"{where}: the SQL cannot be parsed for its lineage: {exc}") from exc
-    found_feeds, found_models, found_pipeline = set(), set(), set()
+    found = Found()
     for schema, table in sorted(reads.tables):
-        if schema == "core" and table in feeds:
-            found_feeds.add(table)
-        elif schema == "core" and table in pipeline_tables():
-            found_pipeline.add(table)
-        elif schema == "main" and graph.resolve(table):
-            found_models |= graph.resolve(table)
+        if schema == "core":
+            found |= Found(core=frozenset({table}))
+        elif schema == "main" and graph.model_of(table):
+            found |= Found(models=frozenset({graph.model_of(table)}))
+        elif schema == "main" and table in graph.relations:
+            found |= graph.through(table)
         elif not schema:
             raise ContractError(f"{where}: reads table {table!r} unqualified: write core.<feed> or main.<model>")
         else:
-            raise ContractError(f"{where}: reads {schema}.{table}, which is no feed of contracts/feeds.yaml, "
-                                "pipeline table of warehouse/core.sql, model, or macro of warehouse/marts.sql")
-    for _schema, function in reads.table_functions:
-        found_models |= graph.resolve(function)
-    found_models |= graph.storage_dependencies(name)
-    found_models.discard(name)  # its own earlier rows (the recon's previous date)
-    return Lineage(tuple(sorted(found_feeds)), tuple(sorted(found_models)), tuple(sorted(found_pipeline)))
+            raise ContractError(f"{where}: reads {schema}.{table}, which is no model, model storage, or "
+                                "macro or view of warehouse/*.sql")
+    for function in sorted(reads.functions):
+        found |= graph.through(function)
+    found |= graph.storage_dependencies(name)
+    unknown = sorted(found.core - feeds - pipeline_tables())
+    if unknown:
+        raise ContractError(f"{where}: reads core.{unknown[0]}, which is no feed of contracts/feeds.yaml "
+                            "nor pipeline table of warehouse/core.sql")
+    return Lineage(tuple(sorted(found.core & feeds)),
+                   tuple(sorted(found.models - {name})),  # its own earlier rows (the recon's previous date)
+                   tuple(sorted(found.core & pipeline_tables() - feeds)))
 
 
 # --- the yml -------------------------------------------------------------------------------------

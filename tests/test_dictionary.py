@@ -214,7 +214,10 @@ def test_a_read_that_is_no_feed_or_model_is_refused(tmp_path):
     with pytest.raises(ContractError, match="unqualified"):
         load_models(folder)
     sql.write_text(sql.read_text().replace("FROM fx_rates r", "FROM main.fx_rate r"))
-    with pytest.raises(ContractError, match="main.fx_rate, which is no feed"):
+    with pytest.raises(ContractError, match="main.fx_rate, which is no model"):
+        load_models(folder)
+    sql.write_text(sql.read_text().replace("FROM main.fx_rate r", "FROM core.fx_rate r"))
+    with pytest.raises(ContractError, match="core.fx_rate, which is no feed"):
         load_models(folder)
 
 
@@ -229,6 +232,22 @@ def test_macros_and_table_functions_that_are_no_model_are_not_lineage(tmp_path):
         "FROM core.fx_rates r, bounds b, range(1) AS one, main.business_days_between(DATE '2026-01-01', DATE '2026-01-02') AS d"))
     fx = next(m for m in load_models(folder) if m.name == "fx_daily")
     assert (fx.feeds_read, fx.models_read) == (("fx_rates",), ())
+
+
+def test_a_macro_s_reads_are_the_lineage_of_the_models_that_call_it():
+    """A macro of the warehouse's DDL (a business-day count over a calendar feed, a table macro
+    over a model) passes what it reads on to the model calling it, qualified or not."""
+    from midoffice.contracts import feed_names
+    from midoffice.models import _Graph, ddl_objects, derive_lineage
+
+    ddl = ("CREATE MACRO main.open_days(a, b) AS (SELECT count(*) FROM core.books WHERE business_date BETWEEN a AND b);"
+           "CREATE MACRO main.holdings_of(d) AS TABLE SELECT * FROM risk_exposure WHERE as_of_date = d;"
+           "CREATE MACRO main.twice(x) AS 2 * x;")
+    graph = _Graph({"risk_exposure", "kpi"}, {}, ddl_objects(ddl, ("MACRO", "VIEW")))
+    sql = ("SELECT open_days(DATE '2026-01-01', d) AS n, main.twice(1) AS t FROM main.holdings_of(DATE '2026-01-05'), "
+           "(SELECT getvariable('as_of_date') AS d)")
+    lineage = derive_lineage("kpi.yml", "kpi", sql, graph, set(feed_names()))
+    assert (lineage.feeds, lineage.models) == (("books",), ("risk_exposure",))
 
 
 def test_dictionary_refuses_columns_the_sql_does_not_give(tmp_path):
