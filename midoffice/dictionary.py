@@ -258,7 +258,8 @@ def _column_rows(d: MartDoc) -> list[str]:
     out = ["| column | type | tests | description |", "|---|---|---|---|"]
     for col, desc in m.columns.items():
         key = " (grain)" if col in m.grain else ""
-        out.append(f"| `{col}`{key} | {d.types.get(col, '')} | {_cell('; '.join(tests.get(col, [])))} | {_cell(desc)} |")
+        checks = _cell("; ".join(tests.get(col, [])))
+        out.append(f"| `{col}`{key} | {d.types.get(col, '')} | {checks} | {_cell(desc)} |")
     return out
 
 
@@ -267,9 +268,9 @@ def _model_section(d: MartDoc) -> list[str]:
     out = [f"### {m.name}", "", _para(m.description), ""]
     out.append(f"- **Grain** (unique, not null per date): {', '.join(f'`{g}`' for g in m.grain)}")
     out.append(f"- **Partition**: `{m.partition}` (the build replaces one business date at a time)")
+    pipeline = f"; **pipeline tables read**: {', '.join(m.reads_pipeline_tables)}" if m.reads_pipeline_tables else ""
     out.append(f"- **Feeds read**: {_reads(m.feeds_read, m.reads_feeds, False)}; **models read**: "
-               f"{_reads(m.models_read, m.reads_models, True)}"
-               + (f"; **pipeline tables read**: {', '.join(m.reads_pipeline_tables)}" if m.reads_pipeline_tables else ""))
+               f"{_reads(m.models_read, m.reads_models, True)}{pipeline}")
     out.append(f"- **Lineage**: kept from an earlier run for a date when any of these fails its gate: "
                f"{', '.join(d.upstream_feeds) or 'none (always rebuilt)'}")
     if d.downstream:

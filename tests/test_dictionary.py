@@ -229,7 +229,8 @@ def test_macros_and_table_functions_that_are_no_model_are_not_lineage(tmp_path):
     sql = folder / "fx_daily.sql"
     sql.write_text(sql.read_text().replace(
         "FROM core.fx_rates r, bounds b",
-        "FROM core.fx_rates r, bounds b, range(1) AS one, main.business_days_between(DATE '2026-01-01', DATE '2026-01-02') AS d"))
+        "FROM core.fx_rates r, bounds b, range(1) AS one, "
+        "main.business_days_between(DATE '2026-01-01', DATE '2026-01-02') AS d"))
     fx = next(m for m in load_models(folder) if m.name == "fx_daily")
     assert (fx.feeds_read, fx.models_read) == (("fx_rates",), ())
 
