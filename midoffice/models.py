@@ -53,6 +53,11 @@ class ColumnTest:
             return " and ".join(f"{op} {b}" for op, b in ((">=", self.min), ("<=", self.max)) if b is not None)
         return self.test.replace("_", " ")
 
+    @property
+    def label(self) -> str:
+        """How an audit failure names it: `finite`, `accepted_values (one of A, B)`."""
+        return f"{self.test} ({self})" if self.values or self.test == "range" else self.test
+
 
 @dataclass(frozen=True)
 class Model:
@@ -263,11 +268,19 @@ def derive_lineage(where: str, name: str, sql: str, graph: _Graph, feeds: set[st
 
 # --- the yml -------------------------------------------------------------------------------------
 
+def _test_and_argument(entry) -> tuple[str | None, object]:
+    """`not_null` -> ('not_null', None); `{range: {min: 0}}` -> ('range', {'min': 0})."""
+    if isinstance(entry, str):
+        return entry, None
+    if isinstance(entry, dict) and len(entry) == 1:
+        return next(iter(entry.items()))
+    return None, None
+
+
 def _column_tests(where: str, column: str, raw) -> list[ColumnTest]:
     out = []
     for entry in raw or []:
-        test, arg = (entry, None) if isinstance(entry, str) else next(iter(entry.items())) \
-            if isinstance(entry, dict) and len(entry) == 1 else (None, None)
+        test, arg = _test_and_argument(entry)
         if test not in COLUMN_TESTS:
             raise ContractError(f"{where}: column {column}: unknown test {entry!r} (one of {', '.join(COLUMN_TESTS)})")
         if test == "accepted_values":
@@ -275,8 +288,9 @@ def _column_tests(where: str, column: str, raw) -> list[ColumnTest]:
                 raise ContractError(f"{where}: column {column}: accepted_values needs a list of values")
             out.append(ColumnTest(column, test, values=tuple(arg)))
         elif test == "range":
-            if not isinstance(arg, dict) or not set(arg) or not set(arg) <= {"min", "max"}:
-                raise ContractError(f"{where}: column {column}: range needs {{min: x}} and/or {{max: y}}")
+            if not isinstance(arg, dict) or not set(arg) or not set(arg) <= {"min", "max"} \
+                    or not all(isinstance(b, (int, float)) for b in arg.values()):
+                raise ContractError(f"{where}: column {column}: range needs {{min: x}} and/or {{max: y}}, numbers")
             out.append(ColumnTest(column, test, min=arg.get("min"), max=arg.get("max")))
         elif arg is not None:
             raise ContractError(f"{where}: column {column}: {test} takes no argument")

@@ -282,9 +282,15 @@ def _audit_model(con, model: Model, business_date: str) -> list[str]:
         rows = f"(SELECT * FROM main.{q(model.name)} WHERE {q(model.partition)} = CAST(? AS DATE))"
         key, params = list(model.grain), [business_date]
         types = _table_column_types(con, "main", model.name)
-    problems = []
+    tests = column_tests(model, types)
+    checked = [t for t in tests if t.test != "unique"]
     nulls = " OR ".join(f"{q(g)} IS NULL" for g in key)
-    n_null = con.execute(f"SELECT count(*) FROM {rows} WHERE {nulls}", params).fetchone()[0]
+    # one pass over the date's rows for the grain's nulls and every column test but unique
+    n_null, *counts = con.execute(
+        "SELECT " + ", ".join([f"count(*) FILTER (WHERE {nulls})"]
+                              + [f"count(*) FILTER (WHERE {violation(t)})" for t in checked])
+        + f" FROM {rows}", params).fetchone()
+    problems = []
     if n_null:
         problems.append(f"{model.name}: {n_null} rows with a null grain column")
     grain = ", ".join(q(g) for g in key)
@@ -292,13 +298,8 @@ def _audit_model(con, model: Model, business_date: str) -> list[str]:
                         params).fetchone()[0]
     if n_dup:
         problems.append(f"{model.name}: {n_dup} grain keys ({', '.join(model.grain)}) appear more than once")
-    tests = column_tests(model, types)
-    checked = [t for t in tests if t.test != "unique"]
-    if checked:  # one pass over the rows for all of them
-        counts = con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE {violation(t)})" for t in checked)
-                             + f" FROM {rows}", params).fetchone()
-        problems += [f"{model.name}.{t.column}: test {t.test}{f' ({t})' if t.values or t.test == 'range' else ''} "
-                     f"fails for {business_date} on {n} rows" for t, n in zip(checked, counts) if n]
+    problems += [f"{model.name}.{t.column}: test {t.label} fails for {business_date} on {n} rows"
+                 for t, n in zip(checked, counts) if n]
     for t in (t for t in tests if t.test == "unique"):
         n = con.execute(f"SELECT count(*) FROM (SELECT {q(t.column)} FROM {rows} WHERE {q(t.column)} IS NOT NULL "
                         "GROUP BY ALL HAVING count(*) > 1)", params).fetchone()[0]
