@@ -38,7 +38,7 @@ CONTROL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "did not all pass their gate keeps its previously published rows for that date).",
         {
             "business_date": "Business date built.",
-            "mart": "Mart name (transforms/<mart>.yml).",
+            "mart": "Model name (transforms/<name>.yml): a mart, or an intermediate model (built, not published).",
             "status": "BUILT (rebuilt for the date) or SKIPPED (kept its previous rows).",
             "reason": "Why a mart was skipped: the feeds or marts it depends on that did not pass.",
             "rows": "Rows the build wrote for the date (null when skipped).",
