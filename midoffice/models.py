@@ -170,7 +170,10 @@ def ddl_relations() -> dict[str, Reads]:
     """The macros and views of the warehouse's DDL (warehouse/*.sql), and what each reads."""
     out: dict[str, Reads] = {}
     for path in sorted(WAREHOUSE_DDL_DIR.glob("*.sql")):
-        out |= ddl_objects(path.read_text(), ("MACRO", "VIEW"))
+        try:
+            out |= ddl_objects(path.read_text(), ("MACRO", "VIEW"))
+        except sqlglot.errors.ParseError as exc:  # its macros' reads would be missing from the lineage
+            raise ContractError(f"{path}: cannot be parsed for the models' lineage: {exc}") from exc
     return out
 
 
