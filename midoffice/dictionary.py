@@ -1,7 +1,9 @@
 """The data dictionary: every mart, column and feed, with lineage, from the project's own metadata.
 
-Sources: transforms/<mart>.yml (description, grain, partition, depends_on_feeds/models, example,
-columns) and contracts/feeds.yaml (the feed contracts). Two outputs:
+Sources: transforms/<mart>.yml (description, grain, partition, soft reads, example, columns and
+their tests), what each transforms/<mart>.sql reads (midoffice.models derives the lineage from the
+SQL) and contracts/feeds.yaml (the feed contracts). Intermediate models (`published: false`) are
+listed apart: they are built, not published. Two outputs:
 
 - docs/DATA_DICTIONARY.md, written by `python -m midoffice.dictionary` (or `midoffice
   dictionary`); `--check` exits 1 when the committed file is stale (for CI).
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from midoffice.config import REPO_ROOT
 from midoffice.contracts import Column, Feed, load_contracts
-from midoffice.models import Model, load_models
+from midoffice.models import Model, column_tests, load_models, published_models, upstream_feeds
 
 DICTIONARY_MD = REPO_ROOT / "docs" / "DATA_DICTIONARY.md"
 
@@ -35,7 +37,7 @@ CONTROL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "did not all pass their gate keeps its previously published rows for that date).",
         {
             "business_date": "Business date built.",
-            "mart": "Mart name (transforms/<mart>.yml).",
+            "mart": "Model name (transforms/<name>.yml): a mart, or an intermediate model (built, not published).",
             "status": "BUILT (rebuilt for the date) or SKIPPED (kept its previous rows).",
             "reason": "Why a mart was skipped: the feeds or marts it depends on that did not pass.",
             "rows": "Rows the build wrote for the date (null when skipped).",
@@ -62,28 +64,14 @@ class MartDoc:
     downstream: tuple[str, ...]      # marts that read this one, directly or indirectly
 
 
-# --- lineage -----------------------------------------------------------------------------------
-
-def upstream_feeds(models: list[Model]) -> dict[str, tuple[str, ...]]:
-    """Feeds each mart depends on through its whole chain: if one fails its gate, the mart
-    keeps its previous rows (the build skips a mart whose feeds failed or whose marts were skipped)."""
-    by_name = {m.name: m for m in models}
-    memo: dict[str, set[str]] = {}
-
-    def feeds_of(name: str) -> set[str]:
-        if name not in memo:
-            m = by_name[name]
-            memo[name] = set(m.depends_on_feeds).union(*(feeds_of(d) for d in m.depends_on_models if d in by_name))
-        return memo[name]
-
-    order = list(load_contracts())
-    return {m.name: tuple(f for f in order if f in feeds_of(m.name)) for m in models}
-
+# --- lineage ----------------------------------------------------------------------------------
+# upstream_feeds (midoffice.models): the feeds whose failed gate keeps a mart's previous rows
 
 def downstream_marts(models: list[Model]) -> dict[str, tuple[str, ...]]:
+    """model -> the marts that read it, directly or through other models (soft reads too)."""
     readers: dict[str, set[str]] = {m.name: set() for m in models}
     for m in models:
-        for d in m.depends_on_models:
+        for d in m.models_read:
             readers.setdefault(d, set()).add(m.name)
 
     def closure(name: str, seen: set[str]) -> set[str]:
@@ -93,14 +81,14 @@ def downstream_marts(models: list[Model]) -> dict[str, tuple[str, ...]]:
                 closure(r, seen)
         return seen
 
-    order = [m.name for m in models]
-    return {m.name: tuple(n for n in order if n in closure(m.name, set())) for m in models}
+    marts = [m.name for m in models if m.published]
+    return {m.name: tuple(n for n in marts if n in closure(m.name, set())) for m in models}
 
 
 def marts_fed_by(models: list[Model]) -> dict[str, tuple[str, ...]]:
-    """feed -> marts that depend on it (directly or through other marts)."""
-    up = upstream_feeds(models)
-    return {f: tuple(m.name for m in models if f in up[m.name]) for f in load_contracts()}
+    """feed -> marts that read it (directly or through other models, soft reads too)."""
+    up = upstream_feeds(load_models(), hard_only=False)
+    return {f: tuple(m.name for m in models if m.published and f in up.get(m.name, ())) for f in load_contracts()}
 
 
 # --- column types ------------------------------------------------------------------------------
@@ -141,12 +129,31 @@ def inferred_types() -> dict[str, dict[str, str]]:
     return out
 
 
-def mart_docs(types: dict[str, dict[str, str]] | None = None) -> list[MartDoc]:
+def model_docs(types: dict[str, dict[str, str]] | None = None) -> list[MartDoc]:
+    """Every model, marts and intermediate ones, by name (so a domain's marts sit together)."""
     models = load_models()
     types = inferred_types() if types is None else types
     up, down = upstream_feeds(models), downstream_marts(models)
     return [MartDoc(m, {c: types.get(m.name, {}).get(c, "") for c in m.columns}, up[m.name], down[m.name])
-            for m in models]
+            for m in sorted(models, key=lambda m: m.name)]
+
+
+def mart_docs(types: dict[str, dict[str, str]] | None = None) -> list[MartDoc]:
+    """The published models (marts)."""
+    return [d for d in model_docs(types) if d.model.published]
+
+
+def column_mismatches(types: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """Where a model's yml documents other columns (or another order) than its SQL gives, as
+    DuckDB binds the query on empty tables: what the build would refuse (warehouse._build_model)."""
+    types = inferred_types() if types is None else types
+    out = []
+    for m in load_models():
+        given = list(types.get(m.name, {}))
+        if given != list(m.columns):
+            out.append(f"transforms/{m.name}.yml documents {list(m.columns)}, "
+                       f"transforms/{m.name}.sql gives {given or 'nothing (it does not bind)'}")
+    return out
 
 
 def published_columns(con) -> dict[str, list[tuple[str, str]]]:
@@ -185,12 +192,12 @@ def storage_tables(m: Model) -> dict[str, tuple[str, dict[str, str]]]:
 
 def side_tables() -> dict[str, tuple[str, dict[str, str]]]:
     """Every published table that is not a mart: the control tables and the marts' storage."""
-    return CONTROL_TABLES | {t: v for m in load_models() for t, v in storage_tables(m).items()}
+    return CONTROL_TABLES | {t: v for m in published_models() for t, v in storage_tables(m).items()}
 
 
 def described_columns() -> dict[str, dict[str, str]]:
     """table -> {column: description} for every table the dictionary documents."""
-    out = {m.name: dict(m.columns) for m in load_models()}
+    out = {m.name: dict(m.columns) for m in published_models()}
     out.update({t: dict(cols) for t, (_, cols) in side_tables().items()})
     return out
 
@@ -234,10 +241,51 @@ def _para(text: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in str(text).split("\n") if p.strip())
 
 
+def _reads(names: tuple[str, ...], soft: tuple[str, ...], link: bool) -> str:
+    shown = [(f"[{x}](#{x})" if link else x) + (" (soft)" if x in soft else "") for x in sorted(names)]
+    return ", ".join(shown) or "—"
+
+
+def _column_rows(d: MartDoc) -> list[str]:
+    m = d.model
+    tests: dict[str, list[str]] = {}
+    # a spans model's per-date columns are its view's: the audit reads the stored spans
+    audited = [(c, typ) for c, typ in d.types.items() if typ and not (m.spans and c in m.per_date_columns)]
+    for t in column_tests(m, audited):
+        tests.setdefault(t.column, []).append(str(t))
+    out = ["| column | type | tests | description |", "|---|---|---|---|"]
+    for col, desc in m.columns.items():
+        key = " (grain)" if col in m.grain else ""
+        checks = _cell("; ".join(tests.get(col, [])))
+        out.append(f"| `{col}`{key} | {d.types.get(col, '')} | {checks} | {_cell(desc)} |")
+    return out
+
+
+def _model_section(d: MartDoc) -> list[str]:
+    m = d.model
+    out = [f"### {m.name}", "", _para(m.description), ""]
+    out.append(f"- **Grain** (unique, not null per date): {', '.join(f'`{g}`' for g in m.grain)}")
+    out.append(f"- **Partition**: `{m.partition}` (the build replaces one business date at a time)")
+    pipeline = f"; **pipeline tables read**: {', '.join(m.reads_pipeline_tables)}" if m.reads_pipeline_tables else ""
+    out.append(f"- **Feeds read**: {_reads(m.feeds_read, m.reads_feeds, False)}; **models read**: "
+               f"{_reads(m.models_read, m.reads_models, True)}{pipeline}")
+    out.append(f"- **Lineage**: kept from an earlier run for a date when any of these fails its gate: "
+               f"{', '.join(d.upstream_feeds) or 'none (always rebuilt)'}")
+    if d.downstream:
+        out.append(f"- **Read by**: {', '.join(f'[{x}](#{x})' for x in d.downstream)}")
+    out += ["", *_column_rows(d)]
+    if m.example.strip():
+        out += ["", "Example:", "", "```sql", m.example.strip(), "```"]
+    out.append("")
+    return out
+
+
 def render_markdown(docs: list[MartDoc] | None = None) -> str:
-    docs = mart_docs() if docs is None else docs
+    every = model_docs() if docs is None else docs
+    docs = [d for d in every if d.model.published]
+    intermediate = [d for d in every if not d.model.published]
     feeds = load_contracts()
-    models = [d.model for d in docs]
+    models = [d.model for d in every]
     fed_by = marts_fed_by(models)
     out = [
         "# Data dictionary",
@@ -267,35 +315,30 @@ def render_markdown(docs: list[MartDoc] | None = None) -> str:
                    f"{', '.join(d.upstream_feeds) or '—'} | {first} |")
     out += ["", "Control and storage tables published beside the marts: "
             + ", ".join(f"[{t}](#{t})" for t in side_tables()) + ".", ""]
-    out += ["## Lineage", "", "Feeds (left) feed marts; a mart is rebuilt for a date only when every feed "
-            "upstream of it passed its gate, otherwise it keeps its previously published rows "
-            "(`build_log` says which).", "", "```mermaid", "flowchart LR"]
+    if intermediate:
+        out += ["Intermediate models, built for the marts to read and not published: "
+                + ", ".join(f"[{d.model.name}](#{d.model.name})" for d in intermediate) + ".", ""]
+    out += ["## Lineage", "", "What each mart's SQL reads: feeds (left), intermediate models (rounded) and "
+            "marts. A mart is rebuilt for a date only when every feed upstream of it through its hard reads "
+            "(solid arrows) passed its gate, otherwise it keeps its previously published rows (`build_log` "
+            "says which); a soft read (dotted) is read as it stands.", "", "```mermaid", "flowchart LR"]
     for f in feeds:
         out.append(f"  feed_{f}[/{f}/]")
+    for d in intermediate:
+        out.append(f"  {d.model.name}({d.model.name})")
     for m in models:
-        for f in m.depends_on_feeds:
-            out.append(f"  feed_{f} --> {m.name}")
-        for dep in m.depends_on_models:
-            out.append(f"  {dep} --> {m.name}")
+        for f in m.feeds_read:
+            out.append(f"  feed_{f} {'-.->' if f in m.reads_feeds else '-->'} {m.name}")
+        for dep in m.models_read:
+            out.append(f"  {dep} {'-.->' if dep in m.reads_models else '-->'} {m.name}")
     out += ["```", ""]
     for d in docs:
-        m = d.model
-        out += [f"### {m.name}", "", _para(m.description), ""]
-        out.append(f"- **Grain** (unique, not null per date): {', '.join(f'`{g}`' for g in m.grain)}")
-        out.append(f"- **Partition**: `{m.partition}` (the build replaces one business date at a time)")
-        out.append(f"- **Feeds read**: {', '.join(m.depends_on_feeds) or '—'}; **marts read**: "
-                   f"{', '.join(f'[{x}](#{x})' for x in m.depends_on_models) or '—'}")
-        out.append(f"- **Lineage**: kept from an earlier run for a date when any of these fails its gate: "
-                   f"{', '.join(d.upstream_feeds) or 'none (always rebuilt)'}")
-        if d.downstream:
-            out.append(f"- **Read by**: {', '.join(f'[{x}](#{x})' for x in d.downstream)}")
-        out += ["", "| column | type | description |", "|---|---|---|"]
-        for col, desc in m.columns.items():
-            key = " (grain)" if col in m.grain else ""
-            out.append(f"| `{col}`{key} | {d.types.get(col, '')} | {_cell(desc)} |")
-        if m.example.strip():
-            out += ["", "Example:", "", "```sql", m.example.strip(), "```"]
-        out.append("")
+        out += _model_section(d)
+    if intermediate:
+        out += ["## Intermediate models", "", "Built with the marts, for them to read; not published "
+                "(`published: false` in their yml), so not queryable in the published warehouse.", ""]
+        for d in intermediate:
+            out += _model_section(d)
     out += ["## Control and storage tables", ""]
     for t, (desc, cols) in side_tables().items():
         out += [f"### {t}", "", desc, "", "| column | description |", "|---|---|"]
@@ -346,8 +389,9 @@ def _mart_view(d: MartDoc, published: dict[str, list[tuple[str, str]]], rows: di
     columns += [{"name": c, "type": actual[c], "description": None, "grain": False}
                 for c in actual if c not in m.columns]  # published but not in the yml
     return {"name": m.name, "state": state, "paragraphs": _para(m.description).split("\n\n"),
-            "grain": ", ".join(m.grain), "partition": m.partition, "feeds": ", ".join(m.depends_on_feeds) or "—",
-            "marts_read": list(m.depends_on_models), "upstream_feeds": ", ".join(d.upstream_feeds) or "none",
+            "grain": ", ".join(m.grain), "partition": m.partition,
+            "feeds": ", ".join(f + (" (soft)" if f in m.reads_feeds else "") for f in m.feeds_read) or "—",
+            "marts_read": list(m.models_read), "upstream_feeds": ", ".join(d.upstream_feeds) or "none",
             "read_by": list(d.downstream), "columns": columns, "example": m.example.strip()}
 
 
@@ -388,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date; write nothing")
     args = p.parse_args(argv)
     out = Path(args.out)
+    mismatches = column_mismatches()
+    if mismatches:  # the build would refuse these models: documenting them would be wrong
+        print("the yml columns disagree with the SQL:\n" + "\n".join(mismatches), file=sys.stderr)
+        return 1
     if args.check:
         current = out.read_text(encoding="utf-8") if out.is_file() else ""
         if current != render_markdown():

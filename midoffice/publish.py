@@ -37,7 +37,7 @@ import duckdb
 from midoffice import control, spans
 from midoffice.config import Settings
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
-from midoffice.models import Model, load_models
+from midoffice.models import Model, published_models
 
 # (connection to build.duckdb, settings, business date, run id): writes the build's file before
 # anything of it is published (warehouse.refresh_run_ledger)
@@ -222,7 +222,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
         existing = {r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall()}
-        models = [m for m in load_models() if set(m.stored_tables) <= existing]
+        models = [m for m in published_models() if set(m.stored_tables) <= existing]  # not the intermediate ones
         unpublished = [str(r[0]) for r in con.execute(
             "SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
         mode, dates, distrusted = _prepare_staging(con, settings, staging, models)

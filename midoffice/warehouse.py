@@ -19,7 +19,7 @@ from midoffice.config import WAREHOUSE_DDL_DIR, Settings
 from midoffice.contracts import Feed, ingest_order, load_contracts
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.gate import gates_for
-from midoffice.models import Model, load_models
+from midoffice.models import ColumnTest, Model, column_tests, load_models, upstream_feeds
 from midoffice.pseudonym import register as register_client_key, remember_clients, resolve_key
 
 class AuditError(RuntimeError):
@@ -80,11 +80,13 @@ def carry_from_date(con, model: Model, business_date: str) -> str | None:
     after the last load of every partition of its feeds up to that date (a rerun of an earlier
     date since then means they may be stale). Else None: the model evaluates everything."""
     previous = previous_business_date(con, business_date)
+    # every feed upstream, soft reads too: a reload of any of them can change what it carries
+    feeds = upstream_feeds(load_models(), hard_only=False)[model.name]
     row = con.execute(
         "SELECT 1 FROM core.mart_builds b WHERE b.mart = ? AND b.business_date = ? "
         "AND NOT EXISTS (SELECT 1 FROM core.partition_loads l WHERE l.feed IN (SELECT unnest(?)) "
         "AND l.business_date <= b.business_date AND l.load_seq > b.after_load_seq)",
-        [model.name, previous, list(model.depends_on_feeds)],
+        [model.name, previous, list(feeds)],
     ).fetchone()
     return previous if row else None
 
@@ -142,14 +144,17 @@ def _replace_pipeline_runs(con, settings: Settings, business_date: str) -> None:
         con.executemany("INSERT INTO core.pipeline_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
-def _table_columns(con, schema: str, table: str) -> list[str] | None:
+def _table_column_types(con, schema: str, table: str) -> list[tuple[str, str]]:
     database = con.execute("SELECT current_database()").fetchone()[0]
-    cols = con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+    return con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
         "AND table_name = ? ORDER BY column_index",
         [database, schema, table],
     ).fetchall()
-    return [c[0] for c in cols] or None
+
+
+def _table_columns(con, schema: str, table: str) -> list[str] | None:
+    return [c for c, _ in _table_column_types(con, schema, table)] or None
 
 
 def build_plan(con, model: Model, business_date: str, threads: int) -> tuple[int, int]:
@@ -249,19 +254,49 @@ def _ensure_table(con, model: Model) -> None:
                     f"SELECT *, {lineage}CAST(NULL AS TIMESTAMP) AS loaded_at FROM ({model.sql}) WHERE false")
 
 
+def _sql_value(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def violation(test: ColumnTest) -> str:
+    """The condition a row breaks the test by (a null breaks only not_null)."""
+    col = q(test.column)
+    if test.test == "not_null":
+        return f"{col} IS NULL"
+    if test.test == "finite":  # inf, -inf or NaN: a DECIMAL cannot hold one, a DOUBLE can
+        return f"NOT isfinite(CAST({col} AS DOUBLE))"
+    if test.test == "accepted_values":
+        return f"CAST({col} AS VARCHAR) NOT IN ({', '.join(_sql_value(v) for v in test.values)})"
+    if test.test == "range":
+        bounds = [f"{col} < {float(test.min)!r}" if test.min is not None else "",
+                  f"{col} > {float(test.max)!r}" if test.max is not None else ""]
+        return " OR ".join(b for b in bounds if b)
+    raise ValueError(test.test)
+
+
 def _audit_model(con, model: Model, business_date: str) -> list[str]:
-    """Generic audits: the grain is a key (unique, not null) within the date's rows. A spans
-    model's rows of the date are the spans that hold on it, one row each: the grain without the
-    date must be a key of those (read straight from the spans, as its view would sort them all)."""
+    """The model's tests on the date's rows: the grain is a key (unique, not null), then the
+    column tests (column_tests). A spans model's rows of the date are the spans that hold on it,
+    one row each: the grain without the date must be a key of those (read straight from the
+    spans, as its view would sort them all); its per-date columns are its view's, not tested."""
     if model.spans:
         rows, params = spans.rows_on(model, "main", business_date), []
         key = [g for g in model.grain if g != model.partition]
+        stored = dict(_table_column_types(con, "main", model.spans_table))
+        types = [(c, stored[c]) for c in model.state_columns]
     else:
         rows = f"(SELECT * FROM main.{q(model.name)} WHERE {q(model.partition)} = CAST(? AS DATE))"
         key, params = list(model.grain), [business_date]
-    problems = []
+        types = _table_column_types(con, "main", model.name)
+    tests = column_tests(model, types)
+    checked = [t for t in tests if t.test != "unique"]
     nulls = " OR ".join(f"{q(g)} IS NULL" for g in key)
-    n_null = con.execute(f"SELECT count(*) FROM {rows} WHERE {nulls}", params).fetchone()[0]
+    # one pass over the date's rows for the grain's nulls and every column test but unique
+    n_null, *counts = con.execute(
+        "SELECT " + ", ".join([f"count(*) FILTER (WHERE {nulls})"]
+                              + [f"count(*) FILTER (WHERE {violation(t)})" for t in checked])
+        + f" FROM {rows}", params).fetchone()
+    problems = []
     if n_null:
         problems.append(f"{model.name}: {n_null} rows with a null grain column")
     grain = ", ".join(q(g) for g in key)
@@ -269,6 +304,13 @@ def _audit_model(con, model: Model, business_date: str) -> list[str]:
                         params).fetchone()[0]
     if n_dup:
         problems.append(f"{model.name}: {n_dup} grain keys ({', '.join(model.grain)}) appear more than once")
+    problems += [f"{model.name}.{t.column}: test {t.label} fails for {business_date} on {n} rows"
+                 for t, n in zip(checked, counts) if n]
+    for t in (t for t in tests if t.test == "unique"):
+        n = con.execute(f"SELECT count(*) FROM (SELECT {q(t.column)} FROM {rows} WHERE {q(t.column)} IS NOT NULL "
+                        "GROUP BY ALL HAVING count(*) > 1)", params).fetchone()[0]
+        if n:
+            problems.append(f"{model.name}.{t.column}: test unique fails for {business_date}: {n} values repeat")
     return problems
 
 

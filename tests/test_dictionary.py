@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,8 +73,9 @@ def test_a_column_without_a_description_is_reported():
 def test_no_description_was_cut_by_an_unquoted_comma():
     """In a YAML flow mapping `{name: x, description: a, b}` the comma ends the description: the
     text becomes 'a' and 'b' a stray key. Descriptions with commas must be quoted."""
-    cut = [f"transforms/{name}.yml: {col['name']}: {col.get('description')!r} + {sorted(set(col) - {'name', 'description'})}"
-           for name, meta in yml_models().items() for col in meta["columns"] if set(col) - {"name", "description"}]
+    model_keys = {"name", "description", "tests"}
+    cut = [f"transforms/{name}.yml: {col['name']}: {col.get('description')!r} + {sorted(set(col) - model_keys)}"
+           for name, meta in yml_models().items() for col in meta["columns"] if set(col) - model_keys]
     contract_keys = {"name", "type", "required", "unique", "values", "min", "max", "min_exclusive", "max_exclusive",
                      "pattern", "ref", "pii", "description"}
     feeds = yaml.safe_load((REPO / "contracts" / "feeds.yaml").read_text())
@@ -90,30 +93,179 @@ def test_every_model_column_is_described_in_the_yml():
 
 # --- lineage ---------------------------------------------------------------------------------------
 
+# The table macros of warehouse/marts.sql a model may read instead of a model's table, and the
+# models whose storage they read (written out here, not derived, so the derivation is checked).
+MACROS = {"ops_trade_recon_between": "ops_trade_recon"}
+# What a model reads through its storage's view rather than its own SQL: the recon's view values
+# every date's trades at fx_daily.
+THROUGH_VIEW = {"ops_trade_recon": {"fx_daily"}}
+
+
+def sql_reads_by_regex(name: str) -> tuple[set[str], set[str]]:
+    """(feeds, models) named in transforms/<name>.sql, found with a regex, not sqlglot."""
+    feeds = set(yaml.safe_load((REPO / "contracts" / "feeds.yaml").read_text()))
+    sql = re.sub(r"--[^\n]*", "", (TRANSFORMS / f"{name}.sql").read_text())
+    refs = set(re.findall(r"\b(core|main)\.([a-z_][a-z0-9_]*)", sql))
+    models = set(yml_models())
+    read_models = set()
+    for schema, table in refs:
+        if schema == "main":
+            for stem in (table, table.removesuffix("_spans"), table.removesuffix("_dates"), MACROS.get(table)):
+                if stem in models:
+                    read_models.add(stem)
+                    break
+    return {t for s, t in refs if s == "core" and t in feeds}, (read_models | THROUGH_VIEW.get(name, set())) - {name}
+
+
+def test_lineage_is_what_the_sql_reads():
+    """Every feed and model a query names is in its lineage, and nothing else: the yml lists none."""
+    from midoffice.models import load_models
+
+    for m in load_models():
+        feeds, models = sql_reads_by_regex(m.name)
+        assert (set(m.feeds_read), set(m.models_read)) == (feeds, models), m.name
+        meta = yml_models()[m.name]
+        soft = set(meta.get("soft_reads") or [])
+        assert {f"core.{f}" for f in m.reads_feeds} | {f"main.{x}" for x in m.reads_models} == soft, m.name
+        assert not set(m.depends_on_feeds) & set(m.reads_feeds) and not set(m.depends_on_models) & set(m.reads_models)
+
+
+def test_client_portfolio_lineage_names_every_feed_its_valuation_reads():
+    """The yml once omitted instruments and targets: the dictionary listed the wrong feeds."""
+    from midoffice.dictionary import render_markdown
+
+    section = render_markdown().split("\n### client_portfolio\n", 1)[1].split("\n### ", 1)[0]
+    assert "targets (soft)" in section
+    lineage = next(line for line in section.splitlines() if line.startswith("- **Lineage**"))
+    assert "instruments" in lineage and "targets" not in lineage
+
+
+def test_build_order_is_a_topological_sort_with_ties_by_name():
+    from midoffice.models import build_order, load_models
+
+    models = load_models()
+    seen: list[str] = []
+    for m in models:
+        assert set(m.models_read) <= set(seen), (m.name, set(m.models_read) - set(seen))
+        seen.append(m.name)
+    assert [m.name for m in build_order(list(reversed(models)))] == seen  # the input order plays no part
+    ready_first = [m.name for m in models if not m.models_read]
+    assert seen[0] == min(ready_first)
+
+
 def test_lineage_reaches_every_feed_through_the_marts_a_mart_reads():
     from midoffice.dictionary import downstream_marts, marts_fed_by, upstream_feeds
     from midoffice.models import load_models
 
-    metas = yml_models()
+    models = {m.name: m for m in load_models()}
 
-    def feeds(name: str) -> set[str]:  # the transitive closure, computed from the yml files
-        meta = metas[name]
-        out = set(meta.get("depends_on_feeds") or [])
-        for dep in meta.get("depends_on_models") or []:
-            out |= feeds(dep)
-        return out
+    def feeds(name: str) -> set[str]:  # the transitive closure of the hard reads
+        m = models[name]
+        return set(m.depends_on_feeds).union(*(feeds(d) for d in m.depends_on_models))
 
-    models = load_models()
-    up = upstream_feeds(models)
-    assert {m: set(f) for m, f in up.items()} == {m: feeds(m) for m in metas}
-    down = downstream_marts(models)
-    for name, meta in metas.items():
-        for dep in meta.get("depends_on_models") or []:
-            assert name in down[dep], (dep, name)
-    fed = marts_fed_by(models)
-    for name in metas:
+    up = upstream_feeds(list(models.values()))
+    assert {m: set(f) for m, f in up.items()} == {m: feeds(m) for m in models}
+    down = downstream_marts(list(models.values()))
+    for name, m in models.items():
+        for dep in m.models_read:
+            assert name in down[dep] or not m.published, (dep, name)
+    fed = marts_fed_by(list(models.values()))
+    for name, m in models.items():
         for feed in feeds(name):
-            assert name in fed[feed]
+            assert name in fed[feed] or not m.published
+
+
+def copy_transforms(tmp_path: Path) -> Path:
+    target = tmp_path / "transforms"
+    shutil.copytree(TRANSFORMS, target)
+    return target
+
+
+def edit_yml(path: Path, change) -> None:
+    meta = yaml.safe_load(path.read_text())
+    change(meta)
+    path.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta.__setitem__("soft_reads", ["main.risk_var"]), "soft_reads names 'main.risk_var'"),
+    (lambda meta: meta.__setitem__("soft_reads", ["core.trades"]), "soft_reads names 'core.trades'"),
+    (lambda meta: meta.__setitem__("depends_on_feeds", ["clients"]), "remove ['depends_on_feeds']"),
+    (lambda meta: meta.__setitem__("order", 3), "remove ['order']"),
+    (lambda meta: meta["columns"][0].__setitem__("tests", ["positive"]), "unknown test 'positive'"),
+])
+def test_a_yml_that_disagrees_with_its_sql_is_refused(tmp_path, change, message):
+    from midoffice.contracts import ContractError
+    from midoffice.models import load_models
+
+    folder = copy_transforms(tmp_path)
+    edit_yml(folder / "client_portfolio.yml", change)
+    with pytest.raises(ContractError, match=re.escape(message)):
+        load_models(folder)
+
+
+def test_a_read_that_is_no_feed_or_model_is_refused(tmp_path):
+    from midoffice.contracts import ContractError
+    from midoffice.models import load_models
+
+    folder = copy_transforms(tmp_path)
+    sql = folder / "fx_daily.sql"
+    sql.write_text(sql.read_text().replace("FROM core.fx_rates r", "FROM fx_rates r"))
+    with pytest.raises(ContractError, match="unqualified"):
+        load_models(folder)
+    sql.write_text(sql.read_text().replace("FROM fx_rates r", "FROM main.fx_rate r"))
+    with pytest.raises(ContractError, match="main.fx_rate, which is no model"):
+        load_models(folder)
+    sql.write_text(sql.read_text().replace("FROM main.fx_rate r", "FROM core.fx_rate r"))
+    with pytest.raises(ContractError, match="core.fx_rate, which is no feed"):
+        load_models(folder)
+
+
+def test_macros_and_table_functions_that_are_no_model_are_not_lineage(tmp_path):
+    """A scalar macro, an unqualified function, a table function over no model: no read."""
+    from midoffice.models import load_models
+
+    folder = copy_transforms(tmp_path)
+    sql = folder / "fx_daily.sql"
+    sql.write_text(sql.read_text().replace(
+        "FROM core.fx_rates r, bounds b",
+        "FROM core.fx_rates r, bounds b, range(1) AS one, "
+        "main.business_days_between(DATE '2026-01-01', DATE '2026-01-02') AS d"))
+    fx = next(m for m in load_models(folder) if m.name == "fx_daily")
+    assert (fx.feeds_read, fx.models_read) == (("fx_rates",), ())
+
+
+def test_a_macro_s_reads_are_the_lineage_of_the_models_that_call_it():
+    """A macro of the warehouse's DDL (a business-day count over a calendar feed, a table macro
+    over a model) passes what it reads on to the model calling it, qualified or not."""
+    from midoffice.contracts import feed_names
+    from midoffice.models import _Graph, ddl_objects, derive_lineage
+
+    ddl = ("CREATE MACRO main.open_days(a, b) AS (SELECT count(*) FROM core.books WHERE business_date BETWEEN a AND b);"
+           "CREATE MACRO main.holdings_of(d) AS TABLE SELECT * FROM risk_exposure WHERE as_of_date = d;"
+           "CREATE MACRO main.twice(x) AS 2 * x;")
+    graph = _Graph({"risk_exposure", "kpi"}, {}, ddl_objects(ddl, ("MACRO", "VIEW")))
+    sql = ("SELECT open_days(DATE '2026-01-01', d) AS n, main.twice(1) AS t FROM main.holdings_of(DATE '2026-01-05'), "
+           "(SELECT getvariable('as_of_date') AS d)")
+    lineage = derive_lineage("kpi.yml", "kpi", sql, graph, set(feed_names()))
+    assert (lineage.feeds, lineage.models) == (("books",), ("risk_exposure",))
+
+
+def test_dictionary_refuses_columns_the_sql_does_not_give(tmp_path):
+    """The yml documents a column the query does not give: the dictionary command fails, naming it
+    (the build would refuse the model too)."""
+    folder = copy_transforms(tmp_path)
+    edit_yml(folder / "fx_daily.yml", lambda meta: meta["columns"].insert(2, {"name": "mid", "description": "x"}))
+    env = dict(os.environ, MIDOFFICE_TRANSFORMS_DIR=str(folder))
+    proc = subprocess.run([sys.executable, "-m", "midoffice.dictionary", "--out", str(tmp_path / "D.md")],
+                          cwd=REPO, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and "fx_daily.yml documents" in proc.stderr and "'mid'" in proc.stderr
+
+
+def test_documented_columns_are_the_columns_the_sql_gives():
+    from midoffice.dictionary import column_mismatches
+
+    assert column_mismatches() == []
 
 
 # --- the generated Markdown --------------------------------------------------------------------------

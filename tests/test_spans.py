@@ -19,7 +19,7 @@ from midoffice.models import Model
 
 MODEL = Model(
     name="t", description="", grain=("as_of_date", "trade_id"), partition="as_of_date",
-    depends_on_feeds=(), depends_on_models=(), sql="", order=1, spans=True, per_date_columns=("as_of_date",),
+    depends_on_feeds=(), depends_on_models=(), sql="", spans=True, per_date_columns=("as_of_date",),
     columns={"as_of_date": "", "trade_id": "", "status": "", "amount": "", "run_id": "", "loaded_at": ""},
 )
 DAYS = [str(date(2026, 3, 2) + timedelta(days=i)) for i in range(12) if (date(2026, 3, 2) + timedelta(days=i)).weekday() < 5]

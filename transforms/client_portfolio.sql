@@ -1,43 +1,11 @@
 -- Each client's portfolio on the business date: size, breadth and concentration of the holdings
 -- the custodians report, against the concentration its risk profile allows (CLIENT_HHI_MAX).
--- Market values as in risk_exposure: quantity × latest close × fx, summed over custodians.
-WITH holdings AS (
-    SELECT holder_id AS client_id, instrument_id, CAST(sum(CAST(quantity AS DECIMAL(38, 12))) AS DOUBLE) AS quantity
-    FROM core.positions
-    WHERE business_date = getvariable('as_of_date') AND holder_type = 'CLIENT'
-    GROUP BY ALL
-),
-
-instruments AS (
-    SELECT instrument_id, asset_class, currency
-    FROM core.instruments
-    WHERE business_date = (
-        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
-    )
-),
-
-closes AS (
-    SELECT instrument_id, arg_max(close_price, (price_date, business_date)) AS price
-    FROM core.prices
-    WHERE price_date <= getvariable('as_of_date') AND business_date <= getvariable('as_of_date')
-      AND instrument_id IN (SELECT instrument_id FROM holdings)
-    GROUP BY instrument_id
-),
-
-fx AS (
-    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE rate_date <= getvariable('as_of_date') AND business_date <= getvariable('as_of_date')
-    GROUP BY currency
-),
-
-valued AS (
-    SELECT h.client_id, h.instrument_id, i.asset_class,
-           h.quantity * c.price * fx.usd_per_unit AS market_value_usd
-    FROM holdings h
-    LEFT JOIN instruments i USING (instrument_id)
-    LEFT JOIN closes c USING (instrument_id)
-    LEFT JOIN fx ON fx.currency = i.currency
+-- Market values as in risk_exposure (int_holdings_valued): quantity summed over custodians ×
+-- latest close × fx.
+WITH valued AS (
+    SELECT holder_id AS client_id, instrument_id, asset_class, market_value_usd
+    FROM main.int_holdings_valued
+    WHERE as_of_date = getvariable('as_of_date') AND holder_type = 'CLIENT'
 ),
 
 gross AS (

@@ -52,10 +52,10 @@ due AS (
 ),
 
 fx AS (
-    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
-    FROM core.fx_rates, bounds b
-    WHERE rate_date BETWEEN b.lookback_start AND b.as_of_date AND business_date <= b.as_of_date
-    GROUP BY currency
+    -- the rates in force on the date (the latest of the lookback's), as the recon values trades
+    SELECT currency, usd_per_unit
+    FROM main.fx_daily
+    WHERE as_of_date = getvariable('as_of_date')
 ),
 
 by_date_custodian_currency AS (

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from midoffice import control
 from midoffice.config import Settings
 from midoffice.duck import quote_ident as q, sql_literal_path
-from midoffice.models import load_models
+from midoffice.models import published_models
 
 
 def _sha256(path) -> str:
@@ -51,7 +51,7 @@ def write_extracts(con, settings: Settings, d: str, columns: dict[str, set[str]]
     # The checksums are taken on a thread while DuckDB writes the next mart's files: hashlib lets
     # go of the GIL, and at 1M trades a day the extracts hold 500 MB (1.5 s of hashing in line).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-sha256") as hasher:
-        for model in load_models():
+        for model in published_models():
             if model.name not in columns:
                 absent.append(model.name)
                 continue
