@@ -66,26 +66,35 @@ def copy_transforms(tmp_path: Path) -> Path:
 
 
 def test_a_limit_that_makes_utilisation_infinite_stops_the_publication(landing, tmp_path):
-    """A limit of 1e-320 (valid for the contract: > 0) makes utilisation = exposure / limit inf:
-    the finite check every numeric column gets stops the date, naming mart, column and date."""
+    """A limit of 1e-320 made utilisation = exposure / limit inf. The contract now quarantines it at
+    ingest (limit_value:range); should such a value reach the build anyway (a contract loosened, a
+    partition written by another tool), the finite check every numeric column gets stops the date,
+    naming mart, column and date."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from midoffice.config import settings_from
-    from midoffice.warehouse import AuditError
+    from midoffice.contracts import ingest_order
+    from midoffice.ingest import ingest_feed
+    from midoffice.stages import validate_and_gate
+    from midoffice.warehouse import AuditError, build_warehouse
 
     own = shutil.copytree(landing, tmp_path / "landing")
     settings = settings_from(own, tmp_path / "home")
     build_date(settings, DATES[0])
 
-    def tiny_firm_limit(text: str) -> str:
-        lines = text.splitlines(keepends=True)
-        row = next(i for i, line in enumerate(lines) if ",FIRM,ALL,GROSS_EXPOSURE," in line)
-        cells = lines[row].split(",")
-        cells[4] = "1e-320"
-        lines[row] = ",".join(cells)
-        return "".join(lines)
-
-    rewrite_feed_file(own, DATES[1], "limits", "limits.csv", tiny_firm_limit)
+    run_id = f"model-tests-{DATES[1]}"
+    for feed in ingest_order():
+        ingest_feed(settings, DATES[1], feed, run_id)
+        validate_and_gate(settings, DATES[1], feed, run_id)
+    # (at ingest, the contract quarantines such a limit: tests/test_hostile_input.py)
+    staged = settings.staged_partition("limits", DATES[1])
+    limits = pq.read_table(staged).to_pylist()
+    firm = next(r for r in limits if (r["scope_type"], r["metric"]) == ("FIRM", "GROSS_EXPOSURE"))
+    firm["limit_value"] = 1e-320  # past the contract: the audit is the second
+    pq.write_table(pa.Table.from_pylist(limits, schema=pq.read_schema(staged)), staged)
     with pytest.raises(AuditError) as failed:
-        build_date(settings, DATES[1])
+        build_warehouse(settings, DATES[1], run_id)
     message = str(failed.value)
     assert "risk_limit_status.utilisation: test finite fails for 2026-01-06" in message, message
     assert message.startswith("2026-01-06: audit failed")
