@@ -24,6 +24,8 @@ import html
 import json
 import logging
 import os
+import re
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -403,4 +405,55 @@ def build_data_docs(settings: Settings, business_date: str) -> Path:
     index = site_dir / "index.html"
     if not index.exists():
         raise RuntimeError(f"GX did not build Data Docs at {index}")
+    make_offline(site_dir)
     return index
+
+
+# --- Data Docs without a network ---------------------------------------------------------------
+
+ASSETS_DIR = Path(__file__).resolve().parent / "validation_assets"
+# What GX's pages load from CDNs, and our copy of it (midoffice/validation_assets/README.md).
+OFFLINE_ASSETS = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "css/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "js/bootstrap.min.js",
+    "https://code.jquery.com/jquery-3.7.1.min.js": "js/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "js/popper.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "css/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "js/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "css/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "js/bootstrap-table-filter-control.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "css/fontawesome.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "css/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "js/bootstrap-datepicker.min.js",
+}
+_EXTERNAL_TAG = re.compile(r'<(script|link|img)\b[^>]*?(?:src|href)="(https?://[^"]+)"[^>]*>(?:\s*</script>)?', re.I)
+_EXTERNAL_CSS_URL = re.compile(r"url\(\s*'?(https?://[^')]+)'?\s*\)")
+
+
+def make_offline(site_dir: Path) -> None:
+    """Point every page of a Data Docs site at local copies of its scripts and styles, and drop
+    what it loads from elsewhere and does not need: the pages then work with no network."""
+    shutil.copytree(ASSETS_DIR, site_dir / "static" / "offline", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("README.md"))
+    for css in site_dir.rglob("*.css"):  # GX's own stylesheet also loads a remote logo
+        css.write_text(_EXTERNAL_CSS_URL.sub("none", css.read_text(encoding="utf-8")), encoding="utf-8")
+    for page in site_dir.rglob("*.html"):
+        to_assets = os.path.relpath(site_dir / "static" / "offline", page.parent)
+        page.write_text(offline_html(page.read_text(encoding="utf-8"), to_assets), encoding="utf-8")
+
+
+def offline_html(text: str, to_assets: str) -> str:
+    def local(match: re.Match) -> str:
+        tag, url = match.group(1).lower(), match.group(2)
+        if url not in OFFLINE_ASSETS:
+            return ""  # not used by these pages (Vega charts, a dark theme, a remote logo)
+        path = f"{to_assets}/{OFFLINE_ASSETS[url]}"
+        if tag == "script":
+            return f'<script src="{path}"></script>'
+        return f'<link rel="stylesheet" href="{path}">'
+
+    return _EXTERNAL_CSS_URL.sub("none", _EXTERNAL_TAG.sub(local, text))
