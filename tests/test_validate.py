@@ -147,7 +147,7 @@ def test_suite_content_mirrors_contract_rules():
     assert by_rule["columns"][0]["kwargs"]["column_list"] == get_feed("trades").column_names
     assert by_rule["trade_date:range"][0]["kwargs"]["max_value"] == {"$PARAMETER": "business_date"}
     assert by_rule["quantity:range"][0]["kwargs"] == {
-        "column": "quantity", "min_value": 0.0, "strict_min": True}
+        "column": "quantity", "min_value": 0.0, "strict_min": True, "max_value": 1e9}
     assert by_rule["currency:pattern"][0]["kwargs"]["regex"] == "^(?:[A-Z]{3})$"
     assert by_rule["book:ref"][0]["type"] == "expect_column_values_to_not_be_in_set"
     assert by_rule["book:ref"][0]["kwargs"]["value_set"] == {"$PARAMETER": "unknown__books__book"}
