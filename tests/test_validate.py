@@ -155,7 +155,7 @@ def test_suite_content_mirrors_contract_rules():
     assert by_rule["duplicate_key"][0]["kwargs"]["column_list"] == ["trade_id", "version"]
     assert by_rule["settle_not_before_trade"][0]["kwargs"]["column_A"] == "settle_date"
     assert set(trades["meta"]["enforced_in_sql"]) == {
-        "version1_is_new", "currency_is_instrument_currency"}
+        "version1_is_new", "currency_is_instrument_currency", "trade_date_within_a_year"}
     # single-column keys: one uniqueness expectation, not two
     books = build_suite("books")
     assert [e["type"] for e in books["expectations"]].count("expect_column_values_to_be_unique") == 1
