@@ -3,17 +3,8 @@
 -- "Latest" is the highest rate_date, then the latest delivery of it (a correction re-delivers a
 -- rate_date), among the rates of the 60 business dates up to the date: the lookback the recon
 -- reads its trades in. The recon's view values every date's trades at these rates.
-WITH as_of AS (
-    SELECT
-        getvariable('as_of_date') AS as_of_date,
-        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
-),
-
-bounds AS (
-    SELECT
-        as_of_date,
-        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start
-    FROM as_of
+WITH bounds AS (
+    SELECT as_of_date, lookback_start FROM core.recon_window(getvariable('as_of_date'))
 ),
 
 final AS (

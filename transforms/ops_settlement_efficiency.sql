@@ -4,21 +4,10 @@
 -- The window counts FIRM business dates; what is due when, and how old a fail is, count the
 -- settlement currency's business days (DOMAIN §7.1): an instruction meant for a holiday of its
 -- currency is due on the currency's next business day (a holiday is not a due date).
-WITH as_of AS (
-    SELECT
-        getvariable('as_of_date') AS as_of_date,
-        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
-),
-
-bounds AS (
+WITH bounds AS (
     -- the window of intended dates, and a lookback of 40 more business dates for instructions
     -- created long before they are due
-    SELECT
-        as_of_date,
-        as_of_bd,
-        core.add_business_days('FIRM', as_of_date, -19) AS window_start,
-        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start
-    FROM as_of
+    SELECT * FROM core.recon_window(getvariable('as_of_date'))
 ),
 
 due_in_window AS (

@@ -32,25 +32,16 @@
 -- Business dates are FIRM business dates (the core.* calendar macros, warehouse/calendar.sql):
 -- core.bd_number numbers them consecutively (a holiday or weekend day counts as the business
 -- date before it), core.add_business_days steps over them.
-WITH as_of AS (
-    SELECT
-        getvariable('as_of_date') AS as_of_date,
-        core.bd_number('FIRM', getvariable('as_of_date')) AS as_of_bd
-),
-
-bounds AS (
+WITH bounds AS (
     -- the window (20 business dates up to the date) and a lookback of 40 more business dates,
     -- enough for any settlement instruction or front-office booking of a trade in the window;
     -- carry_from_date: the previous business date when its rows may be carried (the build sets
     -- it only if they were built after every load of a date up to it), else NULL
     SELECT
-        as_of_date,
-        as_of_bd,
-        core.add_business_days('FIRM', as_of_date, -19) AS window_start,
-        core.add_business_days('FIRM', as_of_date, -59) AS lookback_start,
-        core.add_business_days('FIRM', as_of_date, -60) AS previous_lookback_start,
+        w.*,
+        core.add_business_days('FIRM', w.as_of_date, -60) AS previous_lookback_start,
         CAST(getvariable('carry_from_date') AS DATE) AS carry_from_date
-    FROM as_of
+    FROM core.recon_window(getvariable('as_of_date')) w
 ),
 
 previous AS (

@@ -41,3 +41,13 @@ CREATE OR REPLACE MACRO core.next_business_day(cal_id, on_day) AS
 -- how many business days are in (first_day, last_day]; negative when last_day < first_day
 CREATE OR REPLACE MACRO core.business_days_between(cal_id, first_day, last_day) AS
     core.bd_number(cal_id, last_day) - core.bd_number(cal_id, first_day);
+
+-- The window the control marts read for a business date (DOMAIN §4.4): the 20 FIRM business
+-- dates up to it, and a lookback of 40 more where a front booking or a settlement instruction of
+-- a trade in the window can be. One row: as_of_date, as_of_bd, window_start, lookback_start.
+CREATE OR REPLACE MACRO core.recon_window(on_day) AS TABLE
+    SELECT
+        on_day AS as_of_date,
+        core.bd_number('FIRM', on_day) AS as_of_bd,
+        core.add_business_days('FIRM', on_day, -19) AS window_start,
+        core.add_business_days('FIRM', on_day, -59) AS lookback_start;
