@@ -12,7 +12,7 @@ from airflow.sdk import DAG, CronPartitionTimetable, Param, PokeReturnValue, Tri
 
 from midoffice.contracts import get_feed, ingest_order
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, record_failure, record_retry,
+    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, task_defaults,
     run_params, settings, wait_seconds,
 )
 
@@ -78,13 +78,7 @@ with DAG(
         **run_params(),
         "wait_seconds": Param(None, type=["null", "integer"], description="How long to wait for late files"),
     },
-    default_args={
-        "retries": 2,  # transient faults (a locked file, a slow disk); bad data fails without retry
-        "retry_delay": pendulum.duration(seconds=10),
-        "retry_exponential_backoff": True,
-        "on_failure_callback": record_failure,
-        "on_retry_callback": record_retry,
-    },
+    default_args=task_defaults(),
     tags=["midoffice"],
 ) as dag:
 

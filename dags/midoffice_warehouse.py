@@ -10,8 +10,8 @@ import pendulum
 from airflow.sdk import DAG, AssetAll, PartitionedAssetTimetable, TriggerRule, task
 
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, record_failure,
-    record_retry, run_params, settings,
+    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, run_params, settings,
+    task_defaults,
 )
 
 DOC_MD = f"""
@@ -52,13 +52,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     params=run_params(),
-    default_args={
-        "retries": 2,  # transient faults (a locked file, a slow disk)
-        "retry_delay": pendulum.duration(seconds=10),
-        "retry_exponential_backoff": True,
-        "on_failure_callback": record_failure,
-        "on_retry_callback": record_retry,
-    },
+    default_args=task_defaults(),
     tags=["midoffice"],
 ) as dag:
 

@@ -127,6 +127,20 @@ def _record_task(context, status: str, per_try: bool) -> None:
         pass
 
 
+def task_defaults() -> dict:
+    """Every task of both DAGs: retries for transient faults (a locked file, a slow disk; bad data
+    fails without retry where a task says so), and every failed or retried try in the run ledger."""
+    from datetime import timedelta
+
+    return {
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "retry_exponential_backoff": True,
+        "on_failure_callback": record_failure,
+        "on_retry_callback": record_retry,
+    }
+
+
 def run_params() -> dict:
     """The conf both DAGs take (a new dict of Params for each DAG)."""
     return {
