@@ -74,3 +74,15 @@ def test_one_colour_per_status():
     for name, colour in STATUS.items():
         assert f".v.st-{name},span.st-{name},p.st-{name}{{color:{colour}}}" in css
     assert 'class="tile st-BREACH"' in page and 'class="v st-BREACH"' in page
+
+
+def test_a_late_file_is_a_warning_chip_not_a_green_one():
+    from midoffice.report.view import Chip, Value
+
+    def chip(gate: str, freshness: str) -> Chip:
+        return Chip("settlements", gate, freshness, Value("1 loaded", "dq_feed_health", "loaded_rows", "x", 1),
+                    Value("0 quarantined", "dq_feed_health", "quarantined_rows", "x", 0))
+
+    assert chip("PASS", "ON_TIME").status == "OK"
+    assert chip("PASS", "LATE").status == "WARNING"
+    assert chip("FAIL", "LATE").status == "BREACH"

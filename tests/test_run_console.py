@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+
 from conftest import REPO, generate_landing
 
 DAY = "2026-03-02"
@@ -76,6 +78,7 @@ def test_quarantined_records_and_a_late_file_are_said_not_called_success(tmp_pat
     run = cli("run", "--landing", str(landing), "--home", str(home), "--from", DAY, "--to", "2026-03-03")
     assert run.returncode == 0, run.stderr[-3000:]
     settings = settings_from(landing, home)
+    lates = 0
     for i, day in enumerate([DAY, "2026-03-03"], start=1):
         records = [read_record(settings, "ingest", f, day) for f in feed_names()]
         quarantined = sum(r["quarantined_rows"] or 0 for r in records)
@@ -83,4 +86,11 @@ def test_quarantined_records_and_a_late_file_are_said_not_called_success(tmp_pat
         line = next(x for x in run.stderr.splitlines() if x.startswith(f"[{i}/2] {day}: ") and "running" not in x)
         assert line.startswith(f"[{i}/2] {day}: WARNINGS ("), line
         assert f"{quarantined:,} record" in line and all(f in line for f in late)
+        con = duckdb.connect(str(settings.published_db), read_only=True)
+        alerted = {k for (k,) in con.execute("SELECT alert_key FROM alerts WHERE business_date = ? "
+                                             "AND alert_type = 'FEED_LATE'", [day]).fetchall()}
+        con.close()
+        assert alerted == {f"FEED_LATE:{f}" for f in late}  # LATE is an alert, not a green chip
+        lates += len(late)
+    assert lates, "the faults delivery should send a late file"
     assert "success" not in run.stderr

@@ -1,5 +1,5 @@
 -- The conditions that raise an alert on the business date, one row per condition: a feed whose
--- gate failed, a limit in BREACH, a reconciliation break older than 5 business dates, a missed
+-- gate failed, a feed that came late, a limit in BREACH, a reconciliation break older than 5 business dates, a missed
 -- target. alert_key names the condition; with business_date it is the key of the sent-ledger
 -- (midoffice/alerts.py), so a rerun never sends the same alert twice.
 WITH failed_gates AS (
@@ -12,6 +12,20 @@ WITH failed_gates AS (
         getvariable('quarantine_threshold') AS threshold
     FROM main.dq_feed_health
     WHERE business_date = getvariable('as_of_date') AND gate = 'FAIL'
+),
+
+late_feeds AS (
+    -- a file that came after its deadline: the date built, but on data a person must know was late
+    SELECT
+        'FEED_LATE',
+        'WARNING',
+        feed,
+        'Feed ' || feed || ' arrived late: delivered ' || coalesce(CAST(delivered_at AS VARCHAR), '?')
+            || ', due ' || coalesce(CAST(deadline AS VARCHAR), '?'),
+        NULL::DOUBLE,
+        NULL::DOUBLE
+    FROM main.dq_feed_health
+    WHERE business_date = getvariable('as_of_date') AND freshness = 'LATE' AND gate = 'PASS'
 ),
 
 limit_breaches AS (
@@ -56,6 +70,7 @@ missed_targets AS (
 
 raised AS (
     SELECT * FROM failed_gates
+    UNION ALL SELECT * FROM late_feeds
     UNION ALL SELECT * FROM limit_breaches
     UNION ALL SELECT * FROM old_breaks
     UNION ALL SELECT * FROM missed_targets

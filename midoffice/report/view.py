@@ -105,7 +105,10 @@ class Chip:
 
     @property
     def status(self) -> str:
-        return STATUS_OF.get(self.gate, "BREACH")
+        """A failed gate is a breach; a file that came late is a warning even when its gate passed
+        (DOMAIN §12: LATE is an alert, not a green chip)."""
+        verdict = STATUS_OF.get(self.gate, "BREACH")
+        return "WARNING" if verdict == "OK" and self.freshness == "LATE" else verdict
 
 
 @dataclass
