@@ -57,9 +57,16 @@ month_to_date AS (
 feeds AS (
     SELECT
         count(*) AS feeds_total,
-        count(*) FILTER (WHERE gate = 'PASS') AS feeds_passed
+        count(*) FILTER (WHERE gate = 'PASS') AS feeds_passed,
+        CAST(sum(quarantined_rows) AS BIGINT) AS quarantined_rows
     FROM main.dq_feed_health
     WHERE business_date = getvariable('as_of_date')
+),
+
+backtest AS (
+    SELECT max(zone) AS var_backtest_zone, max(exceptions_250) AS var_backtest_exceptions
+    FROM main.risk_var_backtest
+    WHERE business_date = getvariable('as_of_date') AND portfolio = 'FIRM'
 ),
 
 final AS (
@@ -82,8 +89,11 @@ final AS (
         revenue_mtd_usd,
         cost_to_income_mtd,
         feeds_passed,
-        feeds_total
-    FROM firm_exposure, firm_var, limits, recon, settlement, clients, month_to_date, feeds
+        feeds_total,
+        quarantined_rows,
+        var_backtest_zone,
+        var_backtest_exceptions
+    FROM firm_exposure, firm_var, limits, recon, settlement, clients, month_to_date, feeds, backtest
 )
 
 SELECT * FROM final ORDER BY business_date

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from midoffice.report import queries as Q
-from midoffice.report.charts import (MEASURE, STATUS, Bar, Column, Line, Series, hbar_chart, stacked_hbar_chart,
+from midoffice.report.charts import (MEASURE, STATUS, STATUS_OF, Bar, Column, Line, Series, hbar_chart, stacked_hbar_chart,
                                      status_color, time_chart, verdict)
 from midoffice.report.formats import fmt_count, fmt_pct, fmt_plain, fmt_ratio, fmt_usd, plural
 from midoffice.report.queries import Pack
@@ -52,6 +52,8 @@ TILES: list[tuple[str, str, Callable, tuple[str, str] | None, bool]] = [
     ("revenue_mtd_usd", "Revenue month to date (USD)", fmt_usd, None, False),
     ("cost_to_income_mtd", "Cost-to-income MTD", fmt_pct, ("COST_TO_INCOME_MAX", "ALL"), False),
     ("feeds_passed", "Feeds passing their gate", fmt_count, None, False),
+    ("quarantined_rows", "Records quarantined", fmt_count, None, True),
+    ("var_backtest_zone", "VaR backtest zone (FIRM)", fmt_plain, None, False),
 ]
 
 
@@ -82,6 +84,9 @@ def kpi_tiles(p: Pack, tgts: dict) -> list[Tile]:
         target_value, target_status = _target_value(tgts.get(target) if target else None, fmt)
         if bad_above_zero and value is not None:
             status = "BREACH" if value > 0 else "OK"
+        elif column == "var_backtest_zone" and value is not None:
+            text = f"{value} · {row.get('var_backtest_exceptions')} exceptions"
+            status = STATUS_OF.get(value)
         elif column == "feeds_passed" and row.get("feeds_total") is not None and value is not None:
             text += f" / {row['feeds_total']}"
             status = "OK" if value == row["feeds_total"] else "BREACH"

@@ -221,7 +221,27 @@ def _expected_kpis(sample: dict, as_of: str) -> dict:
         "cost_to_income_mtd": cost_to_income(mtd["FIRM"]),
         "feeds_passed": manifest_feeds_complete(files.landing, as_of),
         "feeds_total": len(json.loads((files.landing / as_of / "_manifest.json").read_text())["feeds"]),
+        "quarantined_rows": quarantined_expected(files.landing, as_of),
+        **firm_backtest(sample, as_of),
     }
+
+
+def quarantined_expected(landing, as_of: str) -> int:
+    """A delivery without injected faults (no _faults.json) quarantines nothing: every record the
+    generator writes satisfies the contract (tests/test_generate.py)."""
+    if (landing / "_faults.json").exists():
+        raise NotImplementedError("the KPI oracle knows the quarantine of clean deliveries only")
+    return 0
+
+
+def firm_backtest(sample: dict, as_of: str) -> dict:
+    """The FIRM backtest's zone and exceptions, from the risk oracle's independent backtest."""
+    from oracles.risk import Feeds, independent_backtest
+
+    if "backtest" not in sample:
+        sample["backtest"] = independent_backtest(Feeds(sample["files"].landing), sample["dates"], 250)
+    row = sample["backtest"].get((as_of, "FIRM"))
+    return {"var_backtest_zone": row and row["zone"], "var_backtest_exceptions": row and row["exceptions_250"]}
 
 
 def expected_targets(sample: dict, as_of: str, kpi: dict) -> dict[str, dict]:
