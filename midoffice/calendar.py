@@ -83,7 +83,7 @@ def read_calendars(path: Path) -> dict[str, Holidays]:
 def latest_calendars_file(landing: Path, up_to: date | None = None) -> Path | None:
     """The landing's latest calendars.csv delivered on or before `up_to` (any date when None),
     else the earliest one delivered after it (a range that starts before the first delivery)."""
-    files = sorted(p for p in Path(landing).glob(f"*/{CALENDARS_FILE}") if _is_iso(p.parent.name))
+    files = sorted(p for p in Path(landing).glob(f"*/{CALENDARS_FILE}") if is_iso_date(p.parent.name))
     if not files:
         return None
     before = [p for p in files if up_to is None or p.parent.name <= up_to.isoformat()]
@@ -101,7 +101,7 @@ def holidays_in(path: Path | None, calendar_id: str = FIRM) -> Holidays:
     return read_calendars(path).get(calendar_id, NO_HOLIDAYS) if path else NO_HOLIDAYS
 
 
-def _is_iso(name: str) -> bool:
+def is_iso_date(name: str) -> bool:
     try:
         return date.fromisoformat(name).isoformat() == name
     except ValueError:

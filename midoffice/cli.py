@@ -30,6 +30,18 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
 
 
+def _not_negative(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+    return parse
+
+
 def _progress_printer():
     """Progress on stderr: a line that ends in '…' is overwritten by the next on a terminal."""
     tty = sys.stderr.isatty()
@@ -53,7 +65,7 @@ def cmd_generate(args) -> int:
     if args.trades_per_day < 1:
         raise UsageError(f"--trades-per-day must be at least 1 (got {args.trades_per_day})")
     out = Path(args.out)
-    delivered = _delivered_dates(out)
+    delivered = _delivered_dates(out, out)
     if delivered and not args.force:
         raise UsageError(f"{out} already holds deliveries ({delivered[0]} to {delivered[-1]}): generating into it "
                          "would overwrite them; give another --out, or --force to overwrite")
@@ -64,24 +76,20 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
-def _delivered_dates(landing: Path) -> list[str]:
-    """The business dates a landing folder has a manifest for, in order."""
-    if not landing.is_dir():
-        return []
-    return sorted(p.parent.name for p in landing.glob("*/_manifest.json") if _is_iso_date(p.parent.name))
+def _delivered_dates(landing: Path, home: Path) -> list[str]:
+    """The business dates a landing folder has a manifest for, in order (midoffice.discovery)."""
+    from midoffice.config import Settings
+    from midoffice.discovery import delivered_dates
 
-
-def _is_iso_date(text: str) -> bool:
-    try:
-        return date.fromisoformat(text).isoformat() == text
-    except ValueError:
-        return False
+    return delivered_dates(Settings(landing=landing.resolve(), home=home.resolve()))
 
 
 def _later_dates_in_home(settings, last: str) -> list[str]:
     """Business dates after `last` that the home already ran (their run ledger folders)."""
+    from midoffice.calendar import is_iso_date
+
     runs = settings.control / "runs"
-    return sorted(p.name for p in runs.iterdir() if _is_iso_date(p.name) and p.name > last) if runs.is_dir() else []
+    return sorted(p.name for p in runs.iterdir() if is_iso_date(p.name) and p.name > last) if runs.is_dir() else []
 
 
 def _settings(args):
@@ -109,7 +117,13 @@ def cmd_run(args) -> int:
         if args.to < args.from_:
             raise UsageError(f"--to {args.to} is before --from {args.from_}")
         first, last = args.from_, args.to
-    plan = plan_dates(settings.landing, first, last)
+    try:
+        plan = plan_dates(settings.landing, first, last)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        from midoffice.calendar import latest_calendars_file
+
+        raise UsageError(f"cannot read {latest_calendars_file(settings.landing, last)} (the landing's calendars): "
+                         f"{type(exc).__name__}: {exc}")
     if plan.calendars_file is None:
         print("no calendars.csv in the landing: business dates are weekdays (no FIRM holiday known)",
               file=sys.stderr)
@@ -120,7 +134,7 @@ def cmd_run(args) -> int:
     dates = plan.dates
     if not dates:
         raise UsageError("no business date in the range")
-    delivered = set(_delivered_dates(settings.landing))
+    delivered = set(_delivered_dates(settings.landing, settings.home))
     for day in (d for d in dates if d not in delivered):
         print(f"{day}: nothing delivered (no {settings.landing / day / '_manifest.json'}): nothing run, "
               "nothing published for it", file=sys.stderr)
@@ -153,10 +167,8 @@ def cmd_run(args) -> int:
         pack = settings.reports / o.business_date / "index.html"
         if pack.is_file() and pack.stat().st_mtime >= started:  # written by this run, not an earlier one
             print(f"daily pack {o.business_date}: {pack}")
-    from midoffice.runner import latest_run_log
     from midoffice.status import explain_gate_failure
 
-    log = latest_run_log(settings)
     last = max([dates[-1], *_later_dates_in_home(settings, dates[-1])])
     for o in failed:
         for feed in o.failed_gates:
@@ -167,7 +179,7 @@ def cmd_run(args) -> int:
                   file=sys.stderr)
         if o.failed_tasks:
             print(f"FAILED {o.business_date}: tasks {', '.join(o.failed_tasks)}; details: midoffice status --date "
-                  f"{o.business_date} --home {settings.home}; tracebacks: {log}", file=sys.stderr)
+                  f"{o.business_date} --home {settings.home}; tracebacks: {o.log}", file=sys.stderr)
     return EXIT_GATE_FAILED if failed else EXIT_OK
 
 
@@ -276,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     qy = sub.add_parser("query", help="read-only SQL against the published warehouse",
-                        description="Run one SELECT (or EXPLAIN) statement against the published warehouse. "
+                        description="Run one SELECT statement against the published warehouse. "
                                     "Anything else is refused before it runs.",
                         epilog="exit status: 0 the result; 2 the SQL was refused or failed, ran past --timeout, "
                                "or gave more than --max-rows rows, or nothing is published yet.")
@@ -284,9 +296,9 @@ def parser() -> argparse.ArgumentParser:
     qy.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
     qy.add_argument("--format", choices=["table", "csv", "json"], default="table",
                     help="table (for reading; at most 10,000 rows), csv or json (every row, streamed)")
-    qy.add_argument("--timeout", type=float, metavar="SECONDS",
+    qy.add_argument("--timeout", type=_not_negative(float), metavar="SECONDS",
                     help="stop the query after this many seconds (default 300; 0: no limit)")
-    qy.add_argument("--max-rows", type=int, metavar="N",
+    qy.add_argument("--max-rows", type=_not_negative(int), metavar="N",
                     help="csv/json: write at most N rows, then exit 2 (default 5,000,000; 0: no limit)")
     qy.set_defaults(func=cmd_query)
 

@@ -447,9 +447,10 @@ def _remove_stale_temporaries(*partitions: Path) -> None:
                 stale.unlink(missing_ok=True)
 
 
-def _restrict_file_access(con, settings: Settings, landing_folder: Path) -> None:
-    """This connection reads the date's landing folder and the lake, writes the lake, nothing else."""
-    restrict_to(con, landing_folder, settings.staged, settings.quarantine, settings.tmp)
+def _restrict_file_access(con, settings: Settings, received_folder: Path) -> None:
+    """This connection reads the private copy of the delivered file (its folder, under the spill
+    root) and the lake, writes the lake, nothing else: the landing itself is not reachable."""
+    restrict_to(con, received_folder, settings.staged, settings.quarantine, settings.tmp)
 
 
 def _remove_partition(path: Path) -> None:
@@ -529,14 +530,33 @@ def _count_mismatch(con, expected: int | None, received: int) -> str:
     return cause
 
 
+RECEIVING_STALE_SECONDS = 24 * 3600  # a folder this old is a killed ingest's, whatever its pid says
+
+
 def _receiving_folder(settings: Settings, feed: Feed, business_date: str) -> Path:
-    """A private folder for this ingest's copy of the delivered file; a killed ingest's is removed."""
+    """A private folder for this ingest's copy of the delivered file. A killed ingest's folder of
+    the same feed and date is removed: its process is gone (or it is a day old); a live one's is
+    left alone (another ingest of the date may be reading it)."""
     root = settings.tmp / "receiving"
     prefix = f"{feed.name}-{business_date}-"
     if root.is_dir():
-        for stale in root.glob(prefix + "*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for folder in root.glob(prefix + "*"):
+            if _abandoned(folder, prefix):
+                shutil.rmtree(folder, ignore_errors=True)
     return root / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _abandoned(folder: Path, prefix: str) -> bool:
+    try:
+        if time.time() - folder.stat().st_mtime > RECEIVING_STALE_SECONDS:
+            return True
+        pid = int(folder.name[len(prefix):].split("-")[0])
+        os.kill(pid, 0)  # raises if no such process
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False  # not ours to judge (another user's process, a name we did not make)
+    return False
 
 
 def _ingest_received(settings, feed, business_date, path, entry, run_id, result, staged, quarantined) -> None:

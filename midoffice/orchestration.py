@@ -64,12 +64,13 @@ def business_date(context) -> str:
 ALLOWED_ROOTS_ENV = "MIDOFFICE_ALLOWED_ROOTS"  # folders a run's conf may name (os.pathsep between them)
 
 
-def allowed_roots() -> list[Path]:
-    """Where a run's conf may point `landing` and `home`: the configured MIDOFFICE_LANDING and
-    MIDOFFICE_HOME, and the folders listed in MIDOFFICE_ALLOWED_ROOTS (and what lies under them)."""
+def allowed_roots(name: str) -> list[Path]:
+    """Where a run's conf may point `landing` (or `home`): the configured MIDOFFICE_LANDING (or
+    MIDOFFICE_HOME) and the folders listed in MIDOFFICE_ALLOWED_ROOTS, with what lies under them.
+    Each its own: a conf landing inside the home (its lake, its reports) is refused."""
     listed = [p for p in os.environ.get(ALLOWED_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
-    configured = [os.environ.get(k) for k in ("MIDOFFICE_LANDING", "MIDOFFICE_HOME")]
-    return [Path(p).resolve() for p in listed + [c for c in configured if c]]
+    configured = os.environ.get("MIDOFFICE_LANDING" if name == "landing" else "MIDOFFICE_HOME")
+    return [Path(p).resolve() for p in listed + ([configured] if configured else [])]
 
 
 def confined(name: str, value: str) -> str:
@@ -77,7 +78,7 @@ def confined(name: str, value: str) -> str:
     must not make it publish another folder's feeds into the real home, or write anywhere the
     worker can."""
     path = Path(value).resolve()
-    roots = allowed_roots()
+    roots = allowed_roots(name)
     if not any(path == root or path.is_relative_to(root) for root in roots):
         raise ValueError(f"conf {name} {value} is outside the configured folders "
                          f"({', '.join(map(str, roots)) or 'none'}); add its root to {ALLOWED_ROOTS_ENV} "

@@ -159,6 +159,10 @@ PUBLISHED_FILES_DDL = """CREATE TABLE IF NOT EXISTS core.published_files (
     generation BIGINT, size UBIGINT, mtime_ns UBIGINT)"""
 
 
+MADE_BY = {"previous": "from the previous published file", "copy": "from a copy of the current published file",
+           "whole": "by copying every mart from the build"}
+
+
 def _file_identity(path: Path) -> tuple[int, int]:
     """Size and modification time: what any write changes, and what a copy or a backup restore
     that keeps times (cp -p, shutil.copytree, rsync -t) keeps."""
@@ -270,6 +274,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
                "removed_leftovers": removed, "distrusted": distrusted, "seconds": round(time.monotonic() - t0, 3)}
     control.record_stage(settings, run_id, business_date, "publish", "SUCCESS", started_at,
                          rows_out=sum(tables.values()),
-                         message="; ".join(f"{name} was changed after it was published: not carried forward, "
-                                           "every mart copied from the build" for name in distrusted))
+                         message="; ".join(f"{name} was changed after it was published: not carried forward"
+                                           for name in distrusted)
+                         + (f"; this version was made {MADE_BY[mode]}" if distrusted else ""))
     return summary

@@ -4,9 +4,11 @@ Opens <home>/warehouse/marts.duckdb read-only. Publishing swaps that file atomic
 is os.replace()d over the old one) and the pipeline never holds it open, so these work while a
 run is writing: a query sees the publication that was in place when it connected.
 
-The analyst's SQL is parsed by DuckDB before it runs and must be exactly one SELECT (or EXPLAIN)
-statement: an allow-list of statement kinds, not a deny-list of keywords, so COPY, ATTACH, SET,
-CREATE, INSERT, CALL, LOAD and whatever DuckDB adds next are refused before anything executes.
+The analyst's SQL is parsed by DuckDB before it runs and must be exactly one SELECT statement
+(DESCRIBE, SHOW, SUMMARIZE and FROM-first queries are SELECTs to DuckDB): an allow-list of
+statement kinds, not a deny-list of keywords, so COPY, ATTACH, SET, CREATE, INSERT, CALL, LOAD,
+EXPLAIN (EXPLAIN ANALYZE runs its statement) and whatever DuckDB adds next are refused before
+anything executes.
 It then runs with external access off and the configuration locked (it can read the marts, no
 file elsewhere), spills to a private directory of its own that is removed afterwards, and is
 bounded in time (`--timeout`) and in result size (`--max-rows`).
@@ -40,8 +42,9 @@ EXIT_OK, EXIT_USAGE = 0, 2
 BATCH_ROWS = 10_000
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_MAX_ROWS = 5_000_000  # csv/json; a whole mart's history at the sample's volume fits
-# The statement kinds an analyst's query may be: both only read (EXPLAIN ANALYZE runs the SELECT).
-READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+# The statement kinds an analyst's query may be. Not EXPLAIN: DuckDB's parser calls
+# `EXPLAIN ANALYZE COPY ... TO ...` an EXPLAIN too, and EXPLAIN ANALYZE runs its statement.
+READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT})
 TABLE_MAX_ROWS = 10_000   # the table format is for reading; csv/json give every row
 TEXT_WIDTH = 40           # longer text is cut with an ellipsis in the table format
 
@@ -59,7 +62,7 @@ class ResultTooLarge(RuntimeError):
 
 
 def read_only_statement(con, sql: str) -> str:
-    """`sql` if DuckDB's own parser finds exactly one SELECT or EXPLAIN statement in it.
+    """`sql` if DuckDB's own parser finds exactly one SELECT statement in it.
 
     Raises QueryRefused naming what was found. Parsing is DuckDB's (the same parser that would
     run it), so there is no keyword list to get around with comments, quoting or case.
@@ -72,7 +75,7 @@ def read_only_statement(con, sql: str) -> str:
         raise QueryRefused(f"one statement at a time, got {len(statements)}")
     kind = statements[0].type
     if kind not in READ_STATEMENTS:
-        raise QueryRefused(f"only SELECT (or EXPLAIN) statements are allowed here, not {kind.name}: "
+        raise QueryRefused(f"only SELECT statements are allowed here, not {kind.name}: "
                            "`midoffice query` never writes")
     return sql
 
@@ -113,10 +116,14 @@ def open_published(settings: Settings, spill_dir: Path | None = None):
     an analyst's query gets a private one (`private_spill`), never the pipeline's shared one.
     """
     con = connect(settings, settings.published_db, read_only=True)
-    if spill_dir is not None:
-        con.execute(f"SET temp_directory = '{_sql_text(str(spill_dir))}'")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+    try:
+        if spill_dir is not None:
+            con.execute(f"SET temp_directory = '{_sql_text(str(spill_dir))}'")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -276,7 +283,12 @@ def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None
         print(f"midoffice: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with private_spill() as spill:
-        con = open_published(settings, spill)
+        try:
+            con = open_published(settings, spill)
+        except duckdb.Error as exc:  # held read-write by another process, not a DuckDB file...
+            print(f"midoffice: error: cannot open {settings.published_db}: {str(exc).splitlines()[0]}",
+                  file=sys.stderr)
+            return EXIT_USAGE
         try:
             read_only_statement(con, sql)
         except QueryRefused as exc:

@@ -44,6 +44,7 @@ class DateOutcome:
     failed_gates: dict[str, str]
     failed_tasks: list[str]
     summary: str = ""  # the date's outcome as `midoffice status` judges it (midoffice.status.one_line)
+    log: Path | None = None  # where Airflow's output of the run went (runner.console_to_log)
 
     @property
     def ok(self) -> bool:
@@ -126,14 +127,10 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
             if not _undecided_gates(ingest_run):  # the scheduler's condition: every gate event emitted
                 warehouse_run = warehouse_dag.test(run_conf=conf, logical_date=None)
             outcomes.append(_outcome(settings, business_date, ingest_run, warehouse_run))
+            outcomes[-1].log = log_path
             say(progress, f"[{i}/{len(dates)}] {business_date}: {outcomes[-1].summary} "
                           f"in {_duration(time.monotonic() - t0)}")
     return outcomes
-
-
-def latest_run_log(settings: Settings) -> Path | None:
-    logs = sorted((settings.home / "logs").glob("run-*.log"), key=lambda p: p.stat().st_mtime)
-    return logs[-1] if logs else None
 
 
 def run_log_path(settings: Settings) -> Path:
@@ -147,31 +144,28 @@ def console_to_log(path: Path):
     """Everything this process (and its children) writes to stdout and stderr goes to `path`
     while the DAGs run: Airflow prints a task's traceback even when the failure is expected (a
     gate), and the operator needs one line per date, not 37 per failure. `say(progress, text)`
-    still reaches the console. The log's path is in the run ledger's messages and the CLI's
-    closing lines."""
+    still reaches the console; the CLI's failure lines name the log."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    console = open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
-    log = open(path, "ab")
-    for fd in (1, 2):
-        os.dup2(log.fileno(), fd)
+    with open(path, "ab") as log:  # opened first: if it cannot be, nothing is redirected
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        try:
+            with open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace") as console:
+                for fd in (1, 2):
+                    os.dup2(log.fileno(), fd)
 
-    def say(progress, text: str) -> None:
-        with redirect_stderr(console), redirect_stdout(console):
-            progress(text)
+                def say(progress, text: str) -> None:
+                    with redirect_stderr(console), redirect_stdout(console):
+                        progress(text)
 
-    try:
-        yield say
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, copy in saved.items():
-            os.dup2(copy, fd)
-            os.close(copy)
-        console.close()
-        log.close()
+                yield say
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def _duration(seconds: float) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import duckdb
+
 from midoffice.config import Settings, default_home
 from midoffice.query import EXIT_OK, EXIT_USAGE, _quiet_broken_pipe, open_published, render_table
 
@@ -101,7 +103,12 @@ FROM dq_feed_health
 def published_facts(settings: Settings) -> tuple[list[StageRecord], dict[tuple[str, str], FeedFacts]]:
     if not settings.published_db.is_file():
         return [], {}
-    con = open_published(settings)
+    try:
+        con = open_published(settings)
+    except duckdb.Error as exc:  # held read-write elsewhere, or not a DuckDB file: the ledger on disk still tells
+        print(f"midoffice: warning: cannot read {settings.published_db} ({str(exc).splitlines()[0]}); "
+              "showing the run ledger on disk only", file=sys.stderr)
+        return [], {}
     try:
         cur = con.execute(PUBLISHED_RUNS_SQL)
         names = [d[0] for d in cur.description]

@@ -941,3 +941,22 @@ def test_quarantine_lines_are_physical_lines_after_a_quoted_line_break(delivery)
     loaded = {r["venue"] for r in staged_rows(delivery.settings, "trades")}
     assert {"XLON\nsee note\nline three", "XPAR\r\nwindows break"} <= loaded  # the breaks are data
     assert_accounted(delivery.settings, result)
+
+
+def test_an_ingest_removes_a_killed_ingests_private_copy_but_not_a_live_ones(delivery):
+    """Two ingests of one feed and date can overlap (a zombie task and its retry, `midoffice run`
+    beside a scheduler): the second must not delete the folder the first is still reading."""
+    import subprocess
+
+    from midoffice.ingest import _receiving_folder
+    from midoffice.contracts import get_feed
+
+    settings, feed = delivery.settings, get_feed("books")
+    root = settings.tmp / "receiving"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = root / f"books-{DAY}-{int(dead.stdout)}-0000dead"
+    live = root / f"books-{DAY}-{os.getpid()}-0000live"
+    for folder in (killed, live):
+        folder.mkdir(parents=True)
+    mine = _receiving_folder(settings, feed, DAY)
+    assert not killed.exists() and live.exists() and mine not in (killed, live)

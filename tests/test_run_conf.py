@@ -59,3 +59,13 @@ def test_folders_inside_the_configured_ones_or_an_allowed_root_are_accepted(conf
         settings_for({"landing": str(desk)})
     monkeypatch.setenv("MIDOFFICE_ALLOWED_ROOTS", os.pathsep.join([str(configured["extra"]), "/nonexistent"]))
     assert settings_for({"landing": str(desk)}).landing == desk.resolve()
+
+
+def test_a_conf_landing_inside_the_home_is_refused(configured):
+    """The home's lake or reports as a landing would publish the pipeline's own files as feeds."""
+    lake = configured["home"] / "lake" / "staged"
+    lake.mkdir(parents=True)
+    with pytest.raises(ValueError, match="conf landing .* is outside the configured folders"):
+        settings_for({"landing": str(lake)})
+    with pytest.raises(ValueError, match="conf home .* is outside the configured folders"):
+        settings_for({"home": str(configured["landing"] / "2026-01-05")})
