@@ -8,6 +8,9 @@ COPY contracts ./contracts
 COPY transforms ./transforms
 COPY expectations ./expectations
 COPY warehouse ./warehouse
+# Airflow's local settings: the scheduler and Celery workers import the heavy libraries once, for
+# every task they fork (midoffice/preload.py)
+COPY deploy/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py
 RUN pip install -c constraints.txt -e . \
  && useradd --create-home --uid 50000 airflow \
  && mkdir -p /opt/airflow /data && chown -R airflow /opt/airflow /data

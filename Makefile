@@ -9,11 +9,25 @@ DAYS ?= 5
 END ?= 2026-01-09
 TRADES ?= 2000
 # What `make test` runs (narrow it to try the runner, e.g. make test TESTS=tests/test_house.py
-# SCHEDULER_TESTS=): the scheduler tests in one process, and TESTS split between the sample
-# run's process (these markers) and a third one.
+# SCHEDULER_TESTS=): the scheduler tests in one process, the tests that read the shared sample
+# run (this marker) in another, and the rest of TESTS in two more, by module.
 TESTS ?= tests
 SCHEDULER_TESTS ?= tests/test_scheduler.py
-SAMPLE_TESTS := sample_run or with_sample_run
+SAMPLE_TESTS := sample_run
+# The modules whose own fixtures build many dates run in a process of their own, so that the two
+# cores stay busy to the end (a single "others" process used to run alone for minutes). Measured
+# layouts, make test on this machine: 3 processes 1,214 s; 4 1,068 s; 6 processes, or lower
+# priorities for all but the sample run, over 1,200 s (more processes than cores thrash).
+HEAVY_TESTS := tests/test_recon.py tests/test_worklist.py tests/test_lake.py tests/test_crash.py
+# The scheduler tests mostly wait on Airflow and end after ~5 minutes: their process then runs
+# these modules (each builds dates of its own), so that all four processes end together.
+AFTER_SCHEDULER := tests/test_delivery_faults.py tests/test_run_console.py tests/test_run_lock.py tests/test_calendar.py
+# those of them in TESTS (all of them when TESTS is the whole folder); none: not in that process
+in_tests = $(if $(filter tests tests/,$(TESTS)),$(1),$(filter $(1),$(TESTS)))
+HEAVY_SELECTED := $(call in_tests,$(HEAVY_TESTS))
+AFTER_SELECTED := $(if $(SCHEDULER_TESTS),$(call in_tests,$(AFTER_SCHEDULER)))
+OTHERS_IGNORE := $(foreach t,tests/test_scheduler.py $(HEAVY_TESTS) $(AFTER_SELECTED),--ignore=$(t))
+NOT_SAMPLE := -m 'not $(SAMPLE_TESTS)' --durations=20
 
 .PHONY: install demo test lint bench clean suites
 
@@ -30,22 +44,24 @@ demo: install
 	rm -rf $(LANDING)
 	$(BIN)/midoffice generate --out $(LANDING) --start $(START) --days $(DAYS) --trades-per-day $(TRADES)
 	$(BIN)/midoffice run --landing $(LANDING) --home $(HOME_DIR) --from $(START) --to $(END) --development-key
-	@echo "published warehouse: $(HOME_DIR)/warehouse/marts.duckdb"
+	@echo "published warehouse: the lake $(HOME_DIR)/warehouse/lake.sqlite (read it: .venv/bin/midoffice query --home $(HOME_DIR))"
 	@echo "daily packs:         $(HOME_DIR)/reports/<date>/index.html"
 
 test: install
-	@# Three pytest processes side by side on the machine's cores: the real-scheduler tests (they
-	@# mostly wait on Airflow's scheduling loop), the tests that read the shared sample run (made
-	@# once in that process; marker with_sample_run adds a module to balance), and the rest.
+	@# Four pytest processes side by side on the machine's cores: the real-scheduler tests (they
+	@# mostly wait on Airflow's scheduling loop), then AFTER_SCHEDULER; the tests that read the
+	@# shared sample run (made once in that process); the modules that build many dates of their
+	@# own (HEAVY_TESTS); the rest. Each log ends with its slowest tests.
 	@# tests/parallel.py shows each test's result as it comes and ends with one total.
 	@$(BIN)/python tests/parallel.py \
-		"scheduler: $(SCHEDULER_TESTS)" \
-		"sample run: $(TESTS) --ignore=tests/test_scheduler.py -m '$(SAMPLE_TESTS)'" \
-		"others: $(TESTS) --ignore=tests/test_scheduler.py -m 'not ($(SAMPLE_TESTS))'"
+		$(if $(SCHEDULER_TESTS),"scheduler: $(SCHEDULER_TESTS) $(AFTER_SELECTED) $(NOT_SAMPLE)") \
+		"sample run: $(TESTS) --ignore=tests/test_scheduler.py -m '$(SAMPLE_TESTS)' --durations=20" \
+		$(if $(HEAVY_SELECTED),"heavy: $(HEAVY_SELECTED) $(NOT_SAMPLE)") \
+		"others: $(TESTS) $(OTHERS_IGNORE) $(NOT_SAMPLE)"
 
 # The linters (config: [tool.ruff] in pyproject.toml, .sqlfluff); both run, either failing fails.
 lint: install
-	@$(BIN)/ruff check midoffice dags tests bench; ruff=$$?; \
+	@$(BIN)/ruff check midoffice dags tests bench deploy; ruff=$$?; \
 	$(BIN)/sqlfluff lint transforms warehouse; sqlfluff=$$?; \
 	test $$ruff -eq 0 -a $$sqlfluff -eq 0
 

@@ -54,7 +54,7 @@ def _analyse(cluster: AirflowCluster, dag_id: str, run: dict) -> dict:
     ran = [ti for ti in tis if ti["start_date"] and ti["state"] == "success"]
     kinds: dict[str, list[float]] = {}
     for ti in ran:
-        kind = ti["task_id"].split("_")[0] if dag_id == INGEST else ti["task_id"]
+        kind = ti["task_id"]
         kinds.setdefault(kind, []).append(float(ti["duration"] or 0))
     busy = sum(float(ti["duration"] or 0) for ti in ran)
     wait_sched = wait_queue = 0.0

@@ -1,4 +1,4 @@
-"""midoffice_ingest: one business date's feeds, each waited for, ingested, validated and gated.
+"""midoffice_ingest: one business date's feeds waited for, ingested, validated and gated.
 
 Wiring only: every task calls a function of the `midoffice` package, the same function the
 `midoffice` command calls. Heavy imports (DuckDB, Great Expectations, pandas) happen inside the
@@ -8,12 +8,11 @@ tasks, never while the DAG file is parsed.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, CronPartitionTimetable, Param, PokeReturnValue, TriggerRule, task
+from airflow.sdk import DAG, CronPartitionTimetable, Param, PokeReturnValue, task
 
-from midoffice.contracts import get_feed, ingest_order
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, business_date, task_defaults,
-    run_params, settings, wait_seconds,
+    FEEDS_TASK, GATES_ASSET, GATES_TASK, INGEST_DAG_ID, PARAMS_DOC, business_date, run_params, settings,
+    task_defaults, wait_seconds,
 )
 
 DOC_MD = f"""
@@ -34,29 +33,31 @@ Where runs come from:
   is what lets backfill enumerate business dates; a scheduled run only goes ahead if its date
   has been delivered and no other run has it yet (the watcher normally has); otherwise it skips.
 
-Tasks:
-0. `business_date`: resolves and checks the date, records that this run has it (so the
+Three tasks, however many feeds the contract (`contracts/feeds.yaml`) has:
+1. `business_date`: resolves and checks the date, records that this run has it (so the
    watcher does not start it again); a scheduled run that should not go ahead skips everything,
    and so does any run whose date is a FIRM holiday (the landing's calendars.csv): the weekday
    timetable and backfill reach holidays, nothing is ingested or built for them.
    Retried once after 5 s (a worker or metadata-DB fault); a retry finds its own claim.
-1. `wait_<feed>`: waits (rescheduling, not holding a worker slot) until the date's manifest
-   lists the feed and its file is there, at most `wait_seconds` (conf, default
-   `$MIDOFFICE_WAIT_SECONDS`, else 0). A feed that does not come in time is skipped here and
-   reported by ingest as missing: late, not bad data.
-2. `ingest_<feed>` (runs after a skipped wait, not after a failed claim or a failed upstream
-   feed): manifest checks (file present, sha256, record count), explicit-schema read,
-   staged Parquet partition and quarantine with a reason for every rejected record.
-3. `validate_<feed>`: the feed's Great Expectations suite (`expectations/<feed>.json`) on the
-   loaded records, then the gate (PASS/FAIL). A FAIL fails the task (no retry: bad data does not
-   get better by retrying).
-4. `decided_<feed>` (runs whether validate passed or failed): emits an event of the asset
-   `midoffice_gate_decided__<feed>` with **partition key = the business date** (extra: the
-   gate and its reason) once this run has decided the feed's gate. If ingest or validate broke
-   (no gate decided), it fails instead and the date is not built until the task is cleared.
+2. `feeds` (a sensor, rescheduling: it holds no worker slot while it waits): waits until the
+   date's manifest lists every feed and its file is there, at most `wait_seconds` (conf, default
+   `$MIDOFFICE_WAIT_SECONDS`, else 0); then, for every feed in dependency order, ingests it
+   (manifest checks, explicit-schema read, staged Parquet partition, quarantine with a reason
+   for every rejected record), runs its Great Expectations suite (`expectations/<feed>.json`)
+   and decides its gate (PASS/FAIL). A feed that did not come in time is reported missing: a
+   FAIL gate, late rather than bad data. One process validates every feed, so Great
+   Expectations is imported once a date, not once a feed. When every gate is decided, emits
+   one event of the asset `midoffice_gates_decided` with **partition key = the business date**
+   (extra: each feed's gate). A feed whose ingest or validation breaks (a fault, not bad data)
+   leaves its gate undecided: the feeds that depend on it wait, the others go on, then the
+   task fails and is retried; a retry keeps the gates its run decided and redoes the others.
+   A task that fails for good emits nothing: the date is not built until it is cleared.
+3. `gates`: fails (red, no retry: bad data does not get better by retrying) when a gate
+   failed, naming every failed feed and why; green when all passed. The build goes ahead
+   either way: a FAIL gate is a decided gate.
 
-When all thirteen feeds of a date have an event for that key, Airflow starts
-`{WAREHOUSE_DAG_ID}` for the date (a `PartitionedAssetTimetable`).
+The run ledger (`pipeline_runs`) has each feed's stages (`ingest:<feed>`, `validate:<feed>`),
+and `midoffice status` each feed's gate.
 
 {PARAMS_DOC}, `wait_seconds`. Every task failure is recorded in the run ledger (`pipeline_runs`)
 by a failure callback, and every failed try that is retried by a retry callback
@@ -105,71 +106,38 @@ with DAG(
         hand_over(s, day, run_id)  # so that the landing watcher does not start the date again
         return True
 
-    @task.sensor(task_id="wait", mode="reschedule", poke_interval=30, timeout=6 * 3600, soft_fail=True, retries=0)
-    def wait_for_file(feed: str, **context) -> PokeReturnValue:
+    # One unit of retry for the date's feeds: Airflow gives nothing back for a task per feed (the
+    # feeds are small next to a task's own cost: a process, a DAG parse, importing GX each time).
+    @task.sensor(task_id=FEEDS_TASK, mode="reschedule", poke_interval=30, timeout=6 * 3600, soft_fail=False,
+                 outlets=[GATES_ASSET])
+    def feeds(**context) -> PokeReturnValue:
         from datetime import datetime, timezone
 
-        from midoffice.landing import feed_delivered
+        from midoffice.stages import awaited_feeds, decide_gates
 
         s, day, dag_run = settings(context), business_date(context), context.get("dag_run")
-        if feed_delivered(s.landing, day, feed):
-            return PokeReturnValue(is_done=True)
         waited = (datetime.now(timezone.utc) - dag_run.start_date).total_seconds() if dag_run else 0
-        if waited >= wait_seconds(context):
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            raise AirflowSkipException(f"{day} {feed}: not delivered in time; ingest reports it missing")
-        return PokeReturnValue(is_done=False)
-
-    # none_failed: a late file (its wait skipped) is still ingested and reported missing, but a
-    # failed claim or a failed upstream feed stops the feed (it is not built from a run that does
-    # not hold the date, nor checked against reference data that did not load).
-    # multiple_outputs=False: the result is one XCom, not one per key (each is an API call).
-    @task(task_id="ingest", trigger_rule=TriggerRule.NONE_FAILED, multiple_outputs=False)
-    def ingest(feed: str, **context) -> dict:
-        from midoffice.ingest import ingest_feed
-
-        return ingest_feed(settings(context), business_date(context), feed, context["run_id"])
-
-    @task(task_id="validate", retries=0, multiple_outputs=False)
-    def validate(feed: str, **context) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from midoffice.stages import validate_and_gate
-
-        gate = validate_and_gate(settings(context), business_date(context), feed, context["run_id"])
-        if gate["gate"] != "PASS":
-            raise AirflowFailException(gate["reason"])
-        return gate
-
-    @task(task_id="decided", trigger_rule=TriggerRule.ALL_DONE, retries=0, multiple_outputs=False)
-    def gate_decided(feed: str, **context) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from midoffice.control import read_record
-
-        day, run_id = business_date(context), context["run_id"]
-        gate = read_record(settings(context), "gate", feed, day) or {}
-        if gate.get("run_id") != run_id or gate.get("gate") not in ("PASS", "FAIL"):
-            raise AirflowFailException(
-                f"{day} {feed}: this run decided no gate (ingest or validate did not finish); "
-                "clear the failed task to retry, the date is built once every gate is decided")
-        event = {"business_date": day, "feed": feed, "gate": gate["gate"], "reason": gate.get("reason"),
-                 "run_id": run_id}
-        accessor = context["outlet_events"][GATE_ASSETS[feed]]
+        awaited = awaited_feeds(s, day)
+        if awaited and waited < wait_seconds(context):
+            print(f"{day}: waiting for {', '.join(awaited)}")
+            return PokeReturnValue(is_done=False)
+        decided = decide_gates(s, day, context["run_id"])  # raises (and is retried) if a gate is undecided
+        accessor = context["outlet_events"][GATES_ASSET]
         accessor.add_partitions(day)
-        accessor.extra = event
-        return event
+        accessor.extra = decided.summary()
+        return PokeReturnValue(is_done=True, xcom_value=decided.summary())
 
-    claimed = claim_business_date()
-    ingested = {}
-    for feed_name in ingest_order():
-        waited = wait_for_file.override(task_id=f"wait_{feed_name}")(feed_name)
-        claimed >> waited
-        ingested[feed_name] = ingest.override(task_id=f"ingest_{feed_name}")(feed_name)
-        waited >> ingested[feed_name]
-        for upstream in get_feed(feed_name).depends_on:
-            ingested[upstream] >> ingested[feed_name]
-        checked = validate.override(task_id=f"validate_{feed_name}")(feed_name)
-        ingested[feed_name] >> checked
-        checked >> gate_decided.override(task_id=f"decided_{feed_name}", outlets=[GATE_ASSETS[feed_name]])(feed_name)
+    @task(task_id=GATES_TASK, retries=0, multiple_outputs=False)
+    def gates(**context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from midoffice.stages import failed_gates
+
+        day = business_date(context)
+        failed = failed_gates(settings(context), day, context["run_id"])
+        if failed:
+            raise AirflowFailException(f"{day}: gate failed for {len(failed)} feed{'s' if len(failed) > 1 else ''}: "
+                                       + "; ".join(f"{feed}: {why}" for feed, why in failed.items()))
+        return {"business_date": day, "failed": {}}
+
+    claim_business_date() >> feeds() >> gates()

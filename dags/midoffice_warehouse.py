@@ -7,10 +7,10 @@ Wiring only: every task calls a function of the `midoffice` package, the same fu
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, AssetAll, PartitionedAssetTimetable, TriggerRule, task
+from airflow.sdk import DAG, PartitionedAssetTimetable, TriggerRule, task
 
 from midoffice.orchestration import (
-    GATE_ASSETS, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, run_params, settings,
+    GATES_ASSET, INGEST_DAG_ID, PARAMS_DOC, WAREHOUSE_DAG_ID, WAREHOUSE_POOL, business_date, run_params, settings,
     task_defaults,
 )
 
@@ -19,8 +19,8 @@ DOC_MD = f"""
 
 Builds, publishes and reports **one business date**, started by Airflow when **every feed of the
 date has passed or failed its gate**: the DAG is scheduled by a `PartitionedAssetTimetable` on
-the thirteen assets `midoffice_gate_decided__<feed>` that `{INGEST_DAG_ID}` updates with
-partition key = the business date. The run's partition key *is* the business date (checked:
+the asset `midoffice_gates_decided`, which `{INGEST_DAG_ID}`'s `feeds` task updates with
+partition key = the business date once every gate of the date is decided. The run's partition key *is* the business date (checked:
 an ISO date on a weekday); a run without one (by hand, or `dag.test()` in `midoffice run`)
 takes `business_date` from its conf. Never the logical date, never the clock.
 
@@ -31,7 +31,7 @@ the marts come out the same.
 1. `build_warehouse`: core tables of the feeds that passed, marts for the date, audited, in one
    transaction (pool `{WAREHOUSE_POOL}`, one slot: `build.duckdb` has a single writer). Marts
    that depend on a failed feed keep their previous rows; `build_log` says which and why.
-2. `publish`: atomic swap of `<home>/warehouse/marts.duckdb` (same pool).
+2. `publish`: one DuckLake commit (a new version) of the date's marts (same pool).
 3. `report`: the daily pack and extracts under `<home>/reports/<date>/`.
 4. `notify`: new alerts of the date (limit breach, failed gate, old break, missed target) by
    e-mail through the Airflow connection `midoffice_smtp`, each condition once per date.
@@ -47,7 +47,7 @@ with DAG(
     dag_id=WAREHOUSE_DAG_ID,
     description="One business date, once every feed's gate is decided: build, publish, report, notify",
     doc_md=DOC_MD,
-    schedule=PartitionedAssetTimetable(assets=AssetAll(*GATE_ASSETS.values())),
+    schedule=PartitionedAssetTimetable(assets=GATES_ASSET),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -52,16 +52,15 @@ def evaluate_alerts(settings: Settings, business_date: str, run_id: str) -> list
 
     `run_id` is the run asking; each alert carries the run that built it (`run_id`).
     """
-    from midoffice.duck import connect, restrict_to
+    from midoffice import lake
 
-    path = settings.published_db
-    if not path.is_file():
+    if not lake.exists(settings):
         return []
-    con = connect(settings, path, read_only=True)
+    con = lake.reader(settings, writable=(settings.tmp,))
     try:
-        restrict_to(con, settings.tmp)  # reads the published file it holds, nothing else (spills)
         exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'alerts'"
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+            "AND table_name = 'alerts'"
         ).fetchone()[0]
         if not exists:
             return []

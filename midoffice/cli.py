@@ -30,6 +30,16 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}")
 
 
+def _timestamp(value: str):
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a timestamp (ISO 8601, e.g. 2026-01-07T08:00:00Z): {value!r}")
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def _not_negative(kind):
     def parse(text: str):
         try:
@@ -141,19 +151,21 @@ def cmd_run(args) -> int:
     dates = [d for d in dates if d in delivered]
     if not dates:
         return EXIT_GATE_FAILED
+    _restatement_reason(settings, dates, args.reason, args.by)
     later = _later_dates_in_home(settings, dates[-1])
     if later:
         after = date.fromisoformat(dates[-1]) + timedelta(days=1)
         print(f"warning: {settings.home} already has later business dates ({later[0]} to {later[-1]}); they carry "
               f"state from the dates run now (breach streaks, VaR history, recon ages) and must be run again "
               f"afterwards: midoffice run --landing {settings.landing} --home {settings.home} "
-              f"--from {after.isoformat()} --to {later[-1]}", file=sys.stderr)
+              f"--from {after.isoformat()} --to {later[-1]} --reason TEXT", file=sys.stderr)
     from midoffice.lock import HomeBusy, home_lock
 
     if args.development_key:  # the DAG tasks run in this process and read the same environment
         from midoffice.pseudonym import DEV_KEY_ENV
 
         os.environ[DEV_KEY_ENV] = "1"
+    _refuse_a_bad_key_before_airflow(settings)
     started = time.time()
     try:
         # Held from before Airflow's metadata DB is migrated: two runs on one home share it too.
@@ -162,7 +174,9 @@ def cmd_run(args) -> int:
     except HomeBusy as exc:
         raise UsageError(str(exc))
     failed = [o for o in outcomes if not o.ok]
-    print(f"ran {len(outcomes)} business dates; published warehouse: {settings.published_db}")
+    from midoffice import lake
+
+    print(f"ran {len(outcomes)} business dates; published warehouse: {lake.describe(settings)}")
     for o in outcomes:
         pack = settings.reports / o.business_date / "index.html"
         if pack.is_file() and pack.stat().st_mtime >= started:  # written by this run, not an earlier one
@@ -183,6 +197,30 @@ def cmd_run(args) -> int:
     return EXIT_GATE_FAILED if failed else EXIT_OK
 
 
+def _refuse_a_bad_key_before_airflow(settings) -> None:
+    """A missing or weak pseudonymisation key refused before Airflow is prepared (its metadata DB
+    migrated, Airflow imported: seconds), wherever Airflow cannot change the answer: a key in the
+    environment wins over the Airflow connection; without it or the development key, the
+    connection can only come from an environment variable, a secrets backend or a metadata DB that
+    exists already. Otherwise the key is resolved once Airflow is ready (`_run_dates`)."""
+    from midoffice.pseudonym import AIRFLOW_CONN_ID, KEY_ENV, MissingKeyError, development_key_opted_in, resolve_key
+
+    if os.environ.get(KEY_ENV):
+        decided = True
+    elif development_key_opted_in():
+        return  # nothing to refuse: the connection, if any, or the development key
+    else:
+        elsewhere = (f"AIRFLOW_CONN_{AIRFLOW_CONN_ID.upper()}", "AIRFLOW__SECRETS__BACKEND", "AIRFLOW_HOME",
+                     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        decided = not any(os.environ.get(name) for name in elsewhere) \
+            and not (settings.home / "airflow" / "airflow.db").exists()
+    if decided:
+        try:
+            resolve_key(settings)
+        except MissingKeyError as exc:
+            raise UsageError(str(exc))
+
+
 def _run_dates(settings, dates: list[str]):
     from midoffice.pseudonym import MissingKeyError, resolve_key
     from midoffice.runner import prepare_airflow, run_dates
@@ -198,13 +236,71 @@ def _run_dates(settings, dates: list[str]):
     return run_dates(settings, dates, progress=_progress_printer())
 
 
+def _restatement_reason(settings, dates: list[str], reason: str | None, by: str | None) -> None:
+    """A rerun of published dates needs a reason (DOMAIN §10.2): refused without one, recorded
+    with people's actions (for the publication to find) with one."""
+    from midoffice import lake
+    from midoffice.restate import record_reason, refusal
+
+    published = lake.published_dates(settings)
+    again = [d for d in dates if d in published]
+    if not again:
+        return
+    if not (reason or "").strip():
+        raise UsageError(refusal(again[0], published[again[0]])
+                         + (f" (also published: {', '.join(again[1:])})" if again[1:] else ""))
+    record_reason(settings, again, reason, by)
+    print(f"restating {', '.join(again)}: {reason.strip()}", file=sys.stderr)
+
+
+def cmd_restate(args) -> int:
+    """Record why a published date will be run again (before a scheduler's rerun)."""
+    from midoffice import lake
+    from midoffice.config import Settings, default_home
+    from midoffice.restate import record_reason
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    settings = Settings(landing=home, home=home)
+    day = args.date.isoformat()
+    published = lake.published_dates(settings)
+    if day not in published:
+        raise UsageError(f"{day} is not published: running it is not a restatement, no reason is needed")
+    record_reason(settings, [day], args.reason, args.by)
+    print(f"{day} (published in version {published[day]}) may be run again: {args.reason.strip()}")
+    return EXIT_OK
+
+
+def cmd_signoff(args) -> int:
+    from midoffice.config import Settings, default_home
+    from midoffice.signoff import SignoffRefused, sign_off
+
+    home = Path(args.home).resolve() if args.home else default_home()
+    settings = Settings(landing=home, home=home)
+    try:
+        s = sign_off(settings, args.date.isoformat(), args.by, args.comment)
+    except SignoffRefused as exc:
+        raise UsageError(str(exc))
+    who = f"signed by {s.signed_by} (prepared by {s.prepared_by})" if s.state == "SIGNED" else \
+        f"prepared by {s.prepared_by}; a different person signs it with the same command"
+    print(f"{s.business_date} version {s.version}: {s.state}, {who}")
+    return EXIT_OK
+
+
+def cmd_versions(args) -> int:
+    from midoffice.versions import show_versions
+
+    return show_versions(args.home, args.format, attach=args.attach)
+
+
 def cmd_report(args) -> int:
     from midoffice.config import Settings, default_home
     from midoffice.report import NothingPublishedForDate, ReportError, build_report
 
     home = Path(args.home).resolve() if args.home else default_home()
     settings = Settings(landing=home, home=home)
-    if not settings.published_db.is_file():
+    from midoffice import lake
+
+    if not lake.exists(settings):
         raise UsageError(f"nothing published yet in {home} (run `midoffice run` first)")
     try:
         summary = build_report(settings, args.date.isoformat(), run_id="cli-report")
@@ -223,7 +319,10 @@ def cmd_query(args) -> int:
     # Only what was given: run_query's defaults are the bounds' one source.
     bounds = {name: (value or None) for name, value in (("timeout", args.timeout), ("max_rows", args.max_rows))
               if value is not None}
-    return run_query(args.sql, args.home, args.format, **bounds)
+    if args.as_of_version is not None and args.as_of is not None:
+        raise UsageError("give --as-of-version or --as-of, not both")
+    return run_query(args.sql, args.home, args.format, version=args.as_of_version,
+                     as_of=args.as_of.isoformat() if args.as_of else None, **bounds)
 
 
 def cmd_status(args) -> int:
@@ -280,7 +379,36 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--development-key", action="store_true",
                    help="pseudonymise with the development key written in the code, when no key is configured: "
                         "for sample data only (anyone can re-identify its client keys)")
+    r.add_argument("--reason", metavar="TEXT", help="why dates already published are run again (a restatement: "
+                                                    "required then, recorded with the new version)")
+    r.add_argument("--by", metavar="NAME", help="who gives the reason (default $MIDOFFICE_USER, else $USER)")
     r.set_defaults(func=cmd_run)
+
+    rs = sub.add_parser("restate", help="record why a published date will be run again (before a scheduler rerun)",
+                        epilog=EXIT_CODES)
+    rs.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published business date")
+    rs.add_argument("--reason", required=True, metavar="TEXT", help="why it is run again")
+    rs.add_argument("--by", metavar="NAME", help="who (default $MIDOFFICE_USER, else $USER)")
+    rs.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
+    rs.set_defaults(func=cmd_restate)
+
+    so = sub.add_parser("signoff", help="prepare, then (a second person) sign the pack of a published date",
+                        epilog="the first call on a date's current version PREPAREs it; a call by a different "
+                               "person SIGNs it; a restatement makes the sign-off SUPERSEDED. " + EXIT_CODES)
+    so.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published business date")
+    so.add_argument("--by", required=True, metavar="NAME", help="who prepares or signs")
+    so.add_argument("--comment", metavar="TEXT", help="kept with the sign-off")
+    so.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
+    so.set_defaults(func=cmd_signoff)
+
+    vs = sub.add_parser("versions", help="the published versions: number, time, run, dates, reason",
+                        epilog="exit status: 0 the list; 2 nothing published yet.")
+    vs.add_argument("--home", default=None, metavar="DIR", help="default $MIDOFFICE_HOME, else ./.midoffice")
+    vs.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    vs.add_argument("--attach", nargs="?", const="current", metavar="N",
+                    help="print instead the SQL that opens the lake (version N, or the current one) in DuckDB's "
+                         "CLI or Python: duckdb -cmd \"$(midoffice versions --attach)\"")
+    vs.set_defaults(func=cmd_versions)
 
     rep = sub.add_parser("report", help="(re)build the daily pack and extracts for a date", epilog=EXIT_CODES)
     rep.add_argument("--date", required=True, type=_date, metavar="YYYY-MM-DD", help="a published business date")
@@ -300,6 +428,10 @@ def parser() -> argparse.ArgumentParser:
                     help="stop the query after this many seconds (default 300; 0: no limit)")
     qy.add_argument("--max-rows", type=_not_negative(int), metavar="N",
                     help="csv/json: write at most N rows, then exit 2 (default 5,000,000; 0: no limit)")
+    qy.add_argument("--as-of-version", type=_not_negative(int), metavar="N",
+                    help="read published version N as it was (midoffice versions lists them)")
+    qy.add_argument("--as-of", type=_timestamp, metavar="TIMESTAMP",
+                    help="read the version that was current at this time (ISO 8601, UTC unless an offset is given)")
     qy.set_defaults(func=cmd_query)
 
     st = sub.add_parser("status", help="one line per business date: outcome, gates failed, quarantined, late, "
@@ -319,6 +451,9 @@ def parser() -> argparse.ArgumentParser:
 
     su = sub.add_parser("suites", help="regenerate expectations/*.json from contracts/feeds.yaml")
     su.set_defaults(func=cmd_suites)
+
+    from midoffice.people.cases import add_parser as add_case_parser
+    add_case_parser(sub)  # `midoffice case ...`: the worklist's people (midoffice/people/cases.py)
     return p
 
 

@@ -10,6 +10,7 @@ from midoffice.sizes import parse_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS_FILE = REPO_ROOT / "contracts" / "feeds.yaml"
+CONTROL_PARAMETERS_FILE = REPO_ROOT / "contracts" / "control_parameters.yaml"
 TRANSFORMS_DIR = REPO_ROOT / "transforms"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 WAREHOUSE_DDL_DIR = REPO_ROOT / "warehouse"
@@ -38,6 +39,16 @@ class Settings:
     # bottleneck, full-volume invariants belong in SQL); GX is the documented second opinion.
     gx_max_rows: int = 20_000
     extra: dict = field(default_factory=dict)
+    # Where people's actions are kept (midoffice.people.store): None = the SQLite file
+    # <home>/people/actions.sqlite; a postgresql:// URL on the distributed deployment, where every
+    # worker must reach the same store.
+    actions_url: str | None = field(default_factory=lambda: os.environ.get("MIDOFFICE_ACTIONS_URL") or None)
+    # The published warehouse is a DuckLake (midoffice.lake): its catalog is the SQLite file
+    # <home>/warehouse/lake.sqlite unless this names a postgresql:// database (the distributed
+    # deployment), and its data files are under <home>/warehouse/lake_data/ unless lake_data names
+    # a folder every worker reaches.
+    lake_catalog: str | None = field(default_factory=lambda: os.environ.get("MIDOFFICE_LAKE_CATALOG") or None)
+    lake_data: str | None = field(default_factory=lambda: os.environ.get("MIDOFFICE_LAKE_DATA") or None)
 
     # --- the folders of the flow -------------------------------------------------------
     @property
@@ -67,8 +78,19 @@ class Settings:
         return self.warehouse_dir / "build.duckdb"
 
     @property
-    def published_db(self) -> Path:
-        return self.warehouse_dir / "marts.duckdb"
+    def lake_catalog_file(self) -> Path:
+        """The embedded lake's catalog (SQLite), when no PostgreSQL catalog is configured."""
+        return self.warehouse_dir / "lake.sqlite"
+
+    @property
+    def lake_data_path(self) -> Path:
+        """Where the lake's Parquet data files are."""
+        return Path(self.lake_data).resolve() if self.lake_data else self.warehouse_dir / "lake_data"
+
+    @property
+    def people_dir(self) -> Path:
+        """People's actions (sign-offs, worklist actions): not derived, never rebuilt; back it up."""
+        return self.home / "people"
 
     @property
     def reports(self) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from midoffice.config import CONTRACTS_FILE
+from midoffice.config import CONTRACTS_FILE, CONTROL_PARAMETERS_FILE
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TYPES = {"VARCHAR", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP"}
@@ -56,6 +56,9 @@ class Column:
     pattern: str | None = None
     ref: tuple[str, str] | None = None  # (feed, column)
     pii: bool = False
+    # Optional (DOMAIN §7): a file may leave the column out (it loads as null), because senders
+    # migrate one at a time; when the column is there, its rules apply.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def _column(feed: str, raw: dict) -> Column:
         pattern=raw.get("pattern"),
         ref=ref,
         pii=bool(raw.get("pii", False)),
+        optional=bool(raw.get("optional", False)),
     )
 
 
@@ -165,6 +169,11 @@ def _feed(name: str, raw: dict) -> Feed:
         )
         for lk in raw.get("lookups", [])
     )
+    for c in columns:
+        # in a compound key an optional column's null is one key value: a file without the column
+        # is keyed by the other columns, as before the column existed
+        if c.optional and (c.required or c.unique or key == (c.name,)):
+            raise ContractError(f"{name}.{c.name}: an optional column cannot be required, unique or the whole key")
     rules = tuple(RowRule(_ident(r["name"], name), r["sql"]) for r in raw.get("rules", []))
     return Feed(
         name=name,
@@ -215,3 +224,35 @@ def get_feed(name: str) -> Feed:
     if name not in feeds:
         raise KeyError(f"unknown feed {name!r}; known feeds: {', '.join(feeds)}")
     return feeds[name]
+
+
+@dataclass(frozen=True)
+class ControlParameter:
+    """A control parameter of DOMAIN §7.2 (contracts/control_parameters.yaml)."""
+    name: str
+    scope: str
+    description: str
+    is_text: bool
+    defaults: tuple[tuple[str, float | str], ...]  # (scope_id, default), ALL being the fallback
+
+    def default_rows(self) -> list[tuple[str, str, float | None, str | None]]:
+        """(parameter, scope_id, value, text_value) of each default."""
+        return [(self.name, scope_id, None if self.is_text else float(v), str(v) if self.is_text else None)
+                for scope_id, v in self.defaults]
+
+
+@lru_cache(maxsize=2)
+def control_parameters(path: Path = CONTROL_PARAMETERS_FILE) -> dict[str, ControlParameter]:
+    """The control parameters and their defaults; the contract's `parameter` values must list them all."""
+    out = {}
+    for name, raw in read_yaml(path).items():
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,62}", name):
+            raise ContractError(f"control parameter {name!r} is not an allowed name")
+        is_text = bool(raw.get("text", False))
+        defaults = tuple((str(k), v) for k, v in (raw.get("defaults") or {}).items())
+        for scope_id, v in defaults:
+            if is_text != isinstance(v, str):
+                raise ContractError(f"control parameter {name}: default for {scope_id} must be "
+                                    + ("text" if is_text else "a number"))
+        out[name] = ControlParameter(name, str(raw["scope"]), str(raw.get("description", "")), is_text, defaults)
+    return out

@@ -44,13 +44,44 @@ CONTROL_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "run_id": "Pipeline run that built the date.",
         },
     ),
-    "publication": (
-        "One row: the run and business date of the latest publication of this warehouse file.",
+    "publications": (
+        "One row per published version (DOMAIN §10.1): the product's version number is the DuckLake snapshot "
+        "its publication committed; every earlier version stays readable (midoffice query --as-of-version N).",
         {
-            "run_id": "Pipeline run that published the file.",
+            "version": "The version (DuckLake snapshot id) this publication committed.",
+            "published_at": "When the publication started (UTC).",
+            "run_id": "Pipeline run that published it.",
             "business_date": "Business date of that run.",
-            "published_at": "When the file was published (UTC).",
-            "generation": "Number of the publication (one more each time); says which dates an older file lacks.",
+            "dates": "Business dates whose rows this version replaced.",
+            "restated_dates": "Of those, the dates an earlier version had already published (restatements).",
+            "reason": "Why the restated dates were run again, and who said so (midoffice run --reason).",
+            "rewritten_marts": "Marts written whole from the build because a data file of theirs was changed "
+                               "behind the catalog's back (not carried forward).",
+        },
+    ),
+    "restatements": (
+        "Grain version × as_of_date × mart (DOMAIN §10.2): for every business date a version published again, "
+        "each mart's rows before (as the previous version published them) and after, the rows added, removed and "
+        "changed (matched on the mart's grain, lineage aside), and the date's key figures before and after.",
+        {
+            "version": "The version that restated the date.",
+            "as_of_date": "The restated business date.",
+            "mart": "The mart compared.",
+            "previous_version": "The version that had published the date before.",
+            "rows_before": "The mart's rows of the date in the previous version (spans holding on it, for a spans mart).",
+            "rows_after": "Its rows in the new version.",
+            "rows_added": "Keys only in the new version.",
+            "rows_removed": "Keys only in the previous version.",
+            "rows_changed": "Keys in both whose other columns differ (numbers by more than a relative 1e-9).",
+            "firm_exposure_before": "kpi_daily.firm_gross_exposure_usd of the date in the previous version.",
+            "firm_exposure_after": "The same in the new version.",
+            "firm_var_before": "kpi_daily.firm_var_99_usd before.",
+            "firm_var_after": "kpi_daily.firm_var_99_usd after.",
+            "open_breaks_before": "kpi_daily.open_breaks before.",
+            "open_breaks_after": "kpi_daily.open_breaks after.",
+            "pnl_before": "The firm's P&L of the date before, when kpi_daily has one (null otherwise).",
+            "pnl_after": "The same after.",
+            "reason": "Why the date was run again, and who said so.",
         },
     ),
 }
@@ -261,6 +292,25 @@ def _column_rows(d: MartDoc) -> list[str]:
     return out
 
 
+def _union_rows(m: Model) -> list[str]:
+    """The declarations a union_of model is made of: each with what it reads and whether it is built."""
+    from midoffice.models import transforms_dir, union_parts
+
+    rows = [f"Declarations (`transforms/{m.union_of}/<name>.sql`, one SELECT each; built when what they read "
+            "exists):", "", "| declaration | reads | built | what it is |", "|---|---|---|---|"]
+    for part in union_parts(transforms_dir() / m.union_of):
+        lead = []  # the declaration's opening comment, up to its first sentence's end
+        for ln in part.sql.splitlines():
+            if not ln.startswith("--") or (lead and lead[-1].endswith(".")):
+                break
+            lead.append(ln[2:].strip())
+        lead = " ".join(lead).split(". ")[0].rstrip(".") + "."
+        reads = ", ".join([f"[{x}](#{x})" for x in part.models] + [f"`{f}`" for f in part.feeds]) or "—"
+        built = "yes" if not part.missing else "waits for " + ", ".join(f"`{x}`" for x in part.missing)
+        rows.append(f"| {part.name} | {reads} | {built} | {_cell(lead)} |")
+    return rows
+
+
 def _model_section(d: MartDoc) -> list[str]:
     m = d.model
     out = [f"### {m.name}", "", _para(m.description), ""]
@@ -274,6 +324,8 @@ def _model_section(d: MartDoc) -> list[str]:
     if d.downstream:
         out.append(f"- **Read by**: {', '.join(f'[{x}](#{x})' for x in d.downstream)}")
     out += ["", *_column_rows(d)]
+    if m.union_of:
+        out += ["", *_union_rows(m)]
     if m.example.strip():
         out += ["", "Example:", "", "```sql", m.example.strip(), "```"]
     out.append("")
@@ -293,7 +345,7 @@ def render_markdown(docs: list[MartDoc] | None = None) -> str:
         "<!-- Generated by `python -m midoffice.dictionary` from transforms/*.yml and "
         "contracts/feeds.yaml: edit those, not this file. -->",
         "",
-        "Every mart of the published warehouse (`<home>/warehouse/marts.duckdb`), every column, where it "
+        "Every mart of the published warehouse (the DuckLake `<home>/warehouse/lake.sqlite` + `lake_data/`; any version: `midoffice query --as-of-version N`), every column, where it "
         "comes from, and the feed contracts behind it. Amounts are USD unless a column says otherwise. "
         "Each mart holds one partition per business date (its *partition* column); query it read-only "
         "with `midoffice query \"SQL\"`. The daily pack carries the same dictionary as "

@@ -105,3 +105,16 @@ def quote_ident(name: str) -> str:
 def sql_literal_path(path: Path) -> str:
     """A file path as a SQL string literal (paths are ours, resolved under known roots)."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+ROWS_PER_INSERT = 500
+
+
+def insert_rows(con, table: str, rows: list[list | tuple]) -> None:
+    """rows into table, a few hundred per INSERT statement: one statement per row (executemany)
+    costs a round trip each, and in the lake a data file each."""
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        width = len(chunk[0])
+        values = ", ".join(["(" + ", ".join("?" * width) + ")"] * len(chunk))
+        con.execute(f"INSERT INTO {table} VALUES {values}", [v for row in chunk for v in row])

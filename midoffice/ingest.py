@@ -85,11 +85,14 @@ def _csv_header(path: Path, business_date: str, feed: Feed) -> list[str]:
 
 
 def _columns_in_file(header: list[str], business_date: str, feed: Feed, path: Path) -> tuple[list[str], str | None]:
-    """The file's column order, if it is the contract's set; schema drift fails the file."""
+    """The file's column order, if it is the contract's set; schema drift fails the file.
+
+    Optional columns (DOMAIN §7) may be left out: they load as null, and the note says so."""
     expected = feed.column_names
     if header == expected:
         return expected, None
-    missing = [c for c in expected if c not in header]
+    optional = {c.name for c in feed.columns if c.optional}
+    missing = [c for c in expected if c not in header and c not in optional]
     unexpected = [c for c in header if c not in expected]
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if missing or unexpected or duplicated:
@@ -101,8 +104,19 @@ def _columns_in_file(header: list[str], business_date: str, feed: Feed, path: Pa
         if duplicated:
             parts.append(f"duplicated {duplicated}")
         raise landing.FileLevelError(business_date, feed.name, str(path), "wrong columns: " + ", ".join(parts))
-    # Same columns, other order: read by name, and say so (an explicitly accepted change).
-    return header, f"columns reordered in file: {header}"
+    notes = []
+    absent = [c for c in expected if c not in header]
+    if absent:
+        notes.append(f"optional columns not sent (loaded as null): {absent}")
+    if [c for c in expected if c in header] != header:
+        # Same columns, other order: read by name, and say so (an explicitly accepted change).
+        notes.append(f"columns reordered in file: {header}")
+    return header, "; ".join(notes) or None
+
+
+def _absent_as_null(feed: Feed, present: list[str]) -> str:
+    """Select-list entries that give the optional columns a file left out as null text."""
+    return "".join(f", NULL::VARCHAR AS {q(c)}" for c in feed.column_names if c not in present)
 
 
 def _csv_quote_expr(col: str) -> str:
@@ -126,7 +140,7 @@ def _load_raw_csv(con, path: Path, business_date: str, feed: Feed, result: Inges
                       store_rejects = true, rejects_scan = 'rej_scan', rejects_table = 'rej_err',
                       strict_mode = true, encoding = 'utf-8')
     """)
-    con.execute(f"CREATE TEMP VIEW raw AS SELECT {RECORD_ORDINAL} AS _ord, * FROM raw_text")
+    con.execute(f"CREATE TEMP VIEW raw AS SELECT {RECORD_ORDINAL} AS _ord, *{_absent_as_null(feed, order)} FROM raw_text")
     return note, 1, raw_record
 
 
@@ -152,7 +166,11 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
                       strict_mode = true, encoding = 'utf-8')
     """)
     names = feed.column_names
-    expected_keys = "[" + ", ".join(f"'{c}'" for c in sorted(names)) + "]"
+    optional = [c.name for c in feed.columns if c.optional]
+    expected_keys = "[" + ", ".join(f"'{c}'" for c in sorted(set(names) - set(optional))) + "]"
+    optional_keys = "[" + ", ".join(f"'{c}'" for c in optional) + "]::VARCHAR[]"
+    # A record has every contract key, with optional keys allowed to be absent (they read as null).
+    sent_keys = f"list_sort(list_filter(json_keys(_jo), k -> NOT list_contains({optional_keys}, k)))"
     # Each JSON function parses the document again: one list-of-paths call for the values and
     # one for their types parse it twice, instead of twice per column.
     paths = "[" + ", ".join(f"'$.{c}'" for c in names) + "]"
@@ -168,7 +186,10 @@ def _load_raw_jsonl(con, path: Path, business_date: str, feed: Feed, result: Ing
         ), objects AS (
             SELECT *, CASE WHEN json_type(_j) = 'OBJECT' THEN _j END AS _jo FROM parsed
         ), keyed AS (
-            SELECT *, CASE WHEN list_sort(json_keys(_jo)) = {expected_keys} THEN _jo END AS _o FROM objects
+            SELECT *, CASE WHEN {sent_keys} = {expected_keys}
+                                AND len(json_keys(_jo)) = len(list_distinct(json_keys(_jo)))
+                                AND list_has_all({"[" + ", ".join(f"'{c}'" for c in names) + "]"}, json_keys(_jo))
+                           THEN _jo END AS _o FROM objects
         ), extracted AS (
             SELECT *, json_extract_string(_o, {paths}) AS _values, json_type(_o, {paths}) AS _types FROM keyed
         )
@@ -218,7 +239,7 @@ def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: I
     order, note = _columns_in_file(list(schema.names), business_date, feed, path)
     retyped = [
         f"{c.name} is {schema.field(c.name).type} in the file, the contract says {c.type}"
-        for c in feed.columns if not _parquet_type_ok(c.type, schema.field(c.name).type)
+        for c in feed.columns if c.name in order and not _parquet_type_ok(c.type, schema.field(c.name).type)
     ]
     if retyped:
         raise landing.FileLevelError(business_date, feed.name, str(path), "retyped columns: " + "; ".join(retyped))
@@ -231,10 +252,11 @@ def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: I
     # The footer's sizes are those of encoded pages (a dictionary of one long string repeated
     # millions of times is tiny there), so measure what the values decode to with a streaming
     # aggregate, which holds one vector at a time, before materialising anything.
-    text_cols = [c for c in feed.columns if c.type == "VARCHAR"]
+    sent = [c for c in feed.columns if c.name in order]
+    text_cols = [c for c in sent if c.type == "VARCHAR"]
     sizes = " + ".join(f"coalesce(sum(strlen({q(c.name)})), 0)" for c in text_cols) or "0"
     decoded = con.execute(f"SELECT {sizes} FROM read_parquet({sql_literal_path(path)})").fetchone()[0]
-    decoded += 8 * meta.num_rows * (len(feed.columns) - len(text_cols))
+    decoded += 8 * meta.num_rows * (len(sent) - len(text_cols))
     limit = int(memory_limit_bytes(con) * PARQUET_DECODED_SHARE_OF_MEMORY)
     if decoded > limit:
         raise landing.FileLevelError(
@@ -243,8 +265,8 @@ def _load_raw_parquet(con, path: Path, business_date: str, feed: Feed, result: I
             f"({human_bytes(path.stat().st_size)} on disk), over the {human_bytes(limit)} that the ingest's "
             f"memory limit allows for one file",
         )
-    casts = ", ".join(f"{_parquet_as_text(c)} AS {q(c.name)}" for c in feed.columns)
-    struct = ", ".join(f"{q(c.name)} := {q(c.name)}" for c in feed.columns)
+    casts = ", ".join(f"{_parquet_as_text(c)} AS {q(c.name)}" for c in sent) + _absent_as_null(feed, order)
+    struct = ", ".join(f"{q(c.name)} := {q(c.name)}" for c in sent)
     con.execute(f"""
         CREATE TEMP TABLE raw AS
         SELECT file_row_number + 1 AS _ord, {casts}, CAST(to_json(struct_pack({struct})) AS VARCHAR) AS _raw

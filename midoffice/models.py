@@ -11,7 +11,10 @@ A read is hard by default: the model is skipped for a date when a feed it reads 
 or a model it reads was skipped. The yml's `soft_reads` names the reads (as the SQL spells them,
 `core.<feed>` or `main.<model>`) that are read as they are instead (the latest delivery loaded,
 the rows as built): build order only. A model with `published: false` is intermediate: built
-and read by later models, never published nor listed as a mart.
+and read by later models, never published nor listed as a mart. A model with `union_of: <folder>`
+has no SQL file of its own: it is the union of the folder's declarations (one SELECT a file; the
+worklist's item types), of those whose sources exist, so that a declaration whose source mart is
+not there yet waits for it (union_sql).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 
 from midoffice.config import TRANSFORMS_DIR, WAREHOUSE_DDL_DIR
-from midoffice.contracts import IDENTIFIER, ContractError, feed_names, read_yaml
+from midoffice.contracts import IDENTIFIER, ContractError, feed_names, load_contracts, read_yaml
 
 # Points every reader of the models (build, publication, dictionary, extracts) at another
 # transforms folder: a deployment's own marts, or a test's copy with one more.
@@ -93,6 +96,8 @@ class Model:
     # these, which the model's view (warehouse/marts.sql) computes for each date
     spans: bool = False
     per_date_columns: tuple[str, ...] = ()
+    # the folder of declarations the model is the union of (union_sql), relative to transforms/
+    union_of: str = ""
 
     @property
     def lineage(self) -> tuple[str, ...]:
@@ -336,6 +341,92 @@ def _split_soft(where: str, meta: dict, lineage: Lineage) -> tuple[set[str], set
     return soft_feeds, soft_models
 
 
+# --- a model that is the union of declarations (the worklist's item types) ------------------------
+
+@dataclass(frozen=True)
+class Part:
+    """One declaration of a `union_of` folder: <folder>/<NAME>.sql, a SELECT whose rows are the
+    part's (an item type's open conditions); active when every model and feed it reads exists."""
+    name: str
+    sql: str
+    models: tuple[str, ...]  # the models it reads (its source marts)
+    feeds: tuple[str, ...]  # the feeds it reads straight from core
+    missing: tuple[str, ...]  # what it reads that does not exist (yet): the part is inactive
+
+
+def union_parts(folder: Path, graph: _Graph | None = None, feeds: set[str] | None = None) -> list[Part]:
+    """The declarations of the folder, by name, each with its sources and what of them is missing."""
+    if graph is None:  # the repository's models, for a caller outside the loading (the docs, the CLI)
+        metas = [read_yaml(y) for y in transforms_dir().glob("*.yml")]
+        spans = {m["name"] for m in metas if m.get("stored_as", "rows") == "spans"}
+        graph = _Graph({m["name"] for m in metas}, {f"{n}_{t}": n for n in spans for t in ("spans", "dates")},
+                       ddl_relations())
+    feeds = set(feed_names()) if feeds is None else feeds
+    parts = []
+    for path in sorted(folder.glob("*.sql")):
+        text = path.read_text()
+        try:
+            reads = sql_reads(text)
+        except sqlglot.errors.ParseError as exc:
+            raise ContractError(f"{path}: the SQL cannot be parsed for its lineage: {exc}") from exc
+        missing, models, read_feeds = [], set(), set()
+        for schema, table in sorted(reads.tables):
+            if schema == "main":
+                if graph.model_of(table):
+                    models.add(graph.model_of(table))
+                elif table not in graph.relations:
+                    missing.append(f"main.{table}")
+            elif schema == "core" and table in feeds:
+                read_feeds.add(table)
+            elif schema == "core" and table not in pipeline_tables():
+                missing.append(f"core.{table}")
+        for function in sorted(reads.functions):  # a table macro over a model's storage is that model
+            through = graph.through(function)
+            models |= set(through.models)
+            read_feeds |= set(through.core) & feeds
+        for schema, table in sorted(reads.tables):
+            if schema == "main" and table in graph.relations and not graph.model_of(table):
+                through = graph.through(table)
+                models |= set(through.models)
+                read_feeds |= set(through.core) & feeds
+        parts.append(Part(path.stem, text, tuple(sorted(models)), tuple(sorted(read_feeds)), tuple(missing)))
+    return parts
+
+
+def union_sql(where: str, folder: Path, columns: list[dict], graph: _Graph, feeds: set[str],
+              part_column: str = "part", partition: str = "as_of_date") -> str:
+    """The SQL of a `union_of` model: the active parts' rows (UNION ALL BY NAME: a column a part
+    leaves out is null), each tagged with its name (column `part_column`), in the documented columns. A part
+    whose sources were skipped for the date (a failed gate upstream) gives one row, key '*' and
+    source_skipped true, in place of its rows: the model that reads it carries the type's
+    items rather than taking them for cleared."""
+    if not folder.is_dir():
+        raise ContractError(f"{where}: union_of names {folder}, which is no folder")
+    parts = [p for p in union_parts(folder, graph, feeds) if not p.missing]
+    if not parts:
+        raise ContractError(f"{where}: no declaration of {folder} can be built")
+    names = [c["name"] for c in columns if c["name"] not in ("run_id", "loaded_at")]
+    ctes, selects = [], []
+    date = f"CAST(getvariable('as_of_date') AS DATE) AS {partition}"
+    for i, part in enumerate(parts):
+        body = part.sql.strip().rstrip(";")
+        sources = ", ".join(f"'{m}'" for m in part.models) or "NULL"
+        ctes.append(f"part_{i} AS (\n{body}\n)")
+        # a reference feed that failed falls back to its latest delivery; a date's events do not
+        events = ", ".join(f"'{f}'" for f in part.feeds if load_contracts()[f].kind != "reference") or "NULL"
+        ctes.append(
+            f"skipped_{i} AS (SELECT (SELECT count(*) FROM core.build_log WHERE business_date = getvariable('as_of_date') "
+            f"AND status = 'SKIPPED' AND mart IN ({sources})) + (SELECT count(*) FROM core.feed_health "
+            f"WHERE business_date = getvariable('as_of_date') AND gate <> 'PASS' AND feed IN ({events})) > 0 AS skipped)")
+        selects.append(f"SELECT {date}, '{part.name}' AS {part_column}, false AS source_skipped, p.* FROM part_{i} p "
+                       f"WHERE NOT (SELECT skipped FROM skipped_{i})")
+        selects.append(f"SELECT {date}, '{part.name}' AS {part_column}, true AS source_skipped, '*' AS natural_key "
+                       f"FROM skipped_{i} WHERE skipped")
+    union = "\nUNION ALL BY NAME\n".join(selects)
+    return ("WITH " + ",\n".join(ctes) + f",\nunioned AS (\n{union}\n),\n"
+            f"final AS (SELECT {', '.join(names)} FROM unioned)\nSELECT * FROM final\n")
+
+
 def transforms_dir() -> Path:
     return Path(os.environ.get(TRANSFORMS_DIR_ENV) or TRANSFORMS_DIR).resolve()
 
@@ -364,9 +455,15 @@ def _load_models(directory: Path) -> list[Model]:
     models = []
     for name, meta in metas.items():
         where = str(directory / f"{name}.yml")
-        sql = (directory / f"{name}.sql").read_text()
+        if meta.get("union_of"):
+            sql = union_sql(where, directory / meta["union_of"], list(meta["columns"]), graph, known_feeds,
+                            meta.get("part_column", "part"), meta["partition"])
+        else:
+            sql = (directory / f"{name}.sql").read_text()
         lineage = derive_lineage(where, name, sql, graph, known_feeds)
         soft_feeds, soft_models = _split_soft(where, meta, lineage)
+        if meta.get("union_of"):  # each part's sources are its own: one skipped skips only that part
+            soft_feeds, soft_models = set(lineage.feeds), set(lineage.models)
         columns, tests = _columns(where, meta)
         unknown = sorted({t.column for t in tests} - set(columns))
         if unknown:
@@ -395,6 +492,7 @@ def _load_models(directory: Path) -> list[Model]:
             chunk_rows=int((meta.get("chunks") or {}).get("rows", 0)),
             spans=name in spans,
             per_date_columns=tuple(meta.get("per_date_columns", [])),
+            union_of=str(meta.get("union_of") or ""),
         ))
     return build_order(models)
 

@@ -1,22 +1,31 @@
-"""Publish: a new file with the audited marts, swapped in atomically.
+"""Publish: the audited marts of the build committed to the lake, one DuckLake snapshot per publication.
 
-Readers only ever open <home>/warehouse/marts.duckdb read-only; the build's file is never shown
-to them. The new file is complete and checkpointed (no .wal) before os.replace() puts it in
-place, so a reader sees the old version or the new one, never a mix. Leftovers of a publish that
-was killed half way are removed by the next one.
+Write, audit, publish: the build writes and audits its marts in its own file
+(`<home>/warehouse/build.duckdb`), which no reader opens; publication then brings the lake
+(midoffice.lake) up to date in ONE transaction, whose commit is one snapshot: the product's
+version number. A reader sees the version before or the version after, never a mix, and is never
+blocked (DuckLake readers read their snapshot; the SQLite catalog is in WAL mode). Every earlier
+version stays readable as it was (`midoffice query --as-of-version N`).
 
-The cost of a publication follows the new data, not the length of the history. Two published
-files take turns: marts.duckdb (current) and marts.previous.duckdb (a hard link to the file
-published before it, which readers that connected before the last publication may still hold).
-The next publication takes the previous file, replaces in it only the dates that changed since
-it was current (core.published_dates and core.unpublished_dates), and puts it in place: no copy
-of the whole warehouse. A mart stored as spans (the recon) has no rows of a date to replace: the
-changed dates' states are written into its spans as the build wrote them (midoffice.spans). When that file is still open in a reader (DuckDB's lock says so), or
-missing, the current file is copied instead (a cost that grows with the history); when there is
-none, or its tables no longer match the build's (a mart added or changed), every mart is copied
-whole. A published file is carried forward only while it is as published (its size and
-modification time, recorded in core.published_files): one edited read-write since (DuckDB's CLI
-opens read-write by default) is not trusted, and the marts are copied whole from the build.
+The cost of a publication follows the new data, not the length of the history: only the dates
+built since the last publication (core.unpublished_dates) are replaced, each mart's rows of those
+dates deleted and inserted; a mart stored as spans has its changed dates' states written into its
+spans as the build wrote them (midoffice.spans). A mart the lake does not have yet, or whose
+columns changed, is written whole. The views and table macros analysts use (warehouse/marts.sql)
+are kept as the build defines them.
+
+Trust: DuckLake records each data file's size; publication checks every file the current
+version reads against it and against the size and modification time recorded when it was
+written (core.lake_files). A file edited, replaced or removed behind the catalog's back is not
+carried forward: the marts that read it are written whole from the build in the new version, and
+the publication says so.
+
+A date that an earlier version already published is a restatement (DOMAIN §10.2): it needs a
+reason recorded for it since (midoffice.restate), and the differences per mart are recorded in
+the `restatements` table of the same snapshot.
+
+The lake also holds the build's business calendars (core.calendar_days, written whole when they
+differ from the lake's): the recon's view ages its breaks on them.
 
 Publication reads what the build made and imports nothing of the build (midoffice.warehouse):
 the build's last step before a publication, bringing the run ledger up to date, is handed in by
@@ -26,255 +35,304 @@ publication's connection.
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 import duckdb
 
-from midoffice import control, spans
+from midoffice import control, lake, spans
 from midoffice.config import Settings
-from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
+from midoffice.duck import connect, insert_rows, quote_ident as q, restrict_to
 from midoffice.models import Model, published_models
 
 # (connection to build.duckdb, settings, business date, run id): writes the build's file before
 # anything of it is published (warehouse.refresh_run_ledger)
 LedgerRefresh = Callable[[duckdb.DuckDBPyConnection, Settings, str, str], None]
+L = lake.LAKE
 
-
-def _previous_db(settings: Settings) -> Path:
-    return settings.warehouse_dir / "marts.previous.duckdb"
-
-
-def _remove_leftovers(settings: Settings) -> list[str]:
-    removed = []
-    for stale in settings.warehouse_dir.glob("marts.next-*.duckdb*"):
-        stale.unlink(missing_ok=True)
-        removed.append(stale.name)
-    previous, target = _previous_db(settings), settings.published_db
-    # Killed between linking the current file as previous and replacing it: the two names are
-    # one file, which must never be written while it is published.
-    if previous.exists() and (not target.exists() or previous.samefile(target)):
-        previous.unlink()
-        removed.append(previous.name)
-    return removed
+# Tables publish writes beside the marts (documented in midoffice.dictionary.CONTROL_TABLES)
+PUBLICATIONS_DDL = f"""CREATE TABLE IF NOT EXISTS {L}.publications (
+    version BIGINT, published_at TIMESTAMP, run_id VARCHAR, business_date DATE, dates DATE[],
+    restated_dates DATE[], reason VARCHAR, rewritten_marts VARCHAR[])"""
+LAKE_FILES_DDL = """CREATE TABLE IF NOT EXISTS core.lake_files (
+    path VARCHAR PRIMARY KEY, size UBIGINT, mtime_ns UBIGINT)"""
 
 
 def _columns(con, database: str) -> dict[str, list[tuple[str, str]]]:
-    """Each table and view of the database's main schema: its columns and their types, in order
-    (one catalog query: duckdb_columns() reads every attached database's catalog each time)."""
+    """Each table of the database's main schema: its columns and their types, in order."""
     tables: dict[str, list[tuple[str, str]]] = {}
     for table, column, data_type in con.execute(
-            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = ? "
-            "AND schema_name = 'main' ORDER BY table_name, column_index", [database]).fetchall():
+            "SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() c JOIN duckdb_tables() t "
+            "USING (database_name, schema_name, table_name) WHERE c.database_name = ? AND c.schema_name = 'main' "
+            "ORDER BY c.table_name, c.column_index", [database]).fetchall():
         tables.setdefault(table, []).append((column, data_type))
     return tables
 
 
-def _same_tables(con, models: list[Model]) -> bool:
-    """Does the published copy (attached as pub) hold exactly the build's marts, column for column?"""
-    build_db = con.execute("SELECT current_database()").fetchone()[0]
-    published = {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'").fetchall()}
-    expected = {t for m in models for t in m.stored_tables} | {"build_log", "publication"}
-    pub, build = _columns(con, "pub"), _columns(con, build_db)
-    return published == expected and all(
-        pub.get(t) == build.get(t) for m in models for t in [m.name, *m.stored_tables])
+# --- trust: the files the current version reads ----------------------------------------------
+
+def _lake_files(con, tables: list[str]) -> list[tuple[str, str, int]]:
+    """(table, file, size recorded by DuckLake) of every data and delete file the current version reads."""
+    found = []
+    for table in tables:
+        for data, data_size, delete, delete_size in con.execute(
+                f"SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes "
+                f"FROM ducklake_list_files('{L}', ?)", [table]).fetchall():
+            found.append((table, data, data_size))
+            if delete:
+                found.append((table, delete, delete_size))
+    return found
 
 
-def _generation(con) -> int | None:
-    """The generation of the attached published file (None: a file from before generations)."""
-    if ("generation", "BIGINT") not in _columns(con, "pub").get("publication", []):
-        return None
-    row = con.execute("SELECT generation FROM pub.publication").fetchone()
-    return row[0] if row else None
+def _untrusted_tables(con, files: list[tuple[str, str, int]]) -> dict[str, str]:
+    """table -> why, for the tables one of whose files is not as it was written: missing, another
+    size than the catalog's, or another size or modification time than recorded at publication."""
+    recorded = {p: (s, m) for p, s, m in con.execute("SELECT path, size, mtime_ns FROM core.lake_files").fetchall()}
+    bad: dict[str, str] = {}
+    for table, path, size in files:
+        if table in bad:
+            continue
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            bad[table] = f"{Path(path).name} is missing"
+            continue
+        if st.st_size != size:
+            bad[table] = f"{Path(path).name} has {st.st_size} bytes, the catalog says {size}"
+        elif path in recorded and recorded[path] != (st.st_size, st.st_mtime_ns):
+            bad[table] = f"{Path(path).name} was modified after it was published"
+    return bad
 
 
-def _dates_since(con, generation: int) -> list[str]:
-    """The dates a file of this generation lacks: published later, or not published yet."""
-    return [str(r[0]) for r in con.execute(
-        "SELECT business_date FROM core.published_dates WHERE generation > ? "
-        "UNION SELECT business_date FROM core.unpublished_dates ORDER BY 1", [generation]).fetchall()]
+def _record_files(con, files: list[tuple[str, str, int]]) -> None:
+    """The size and modification time of the files the new version reads (new ones only: the
+    others were recorded when they were written)."""
+    con.execute(LAKE_FILES_DDL)
+    known = {r[0] for r in con.execute("SELECT path FROM core.lake_files").fetchall()}
+    new = []
+    for _, path, _ in files:
+        if path not in known and os.path.exists(path):
+            st = os.stat(path)
+            new.append((path, st.st_size, st.st_mtime_ns))
+            known.add(path)
+    if new:
+        insert_rows(con, "core.lake_files", new)
 
 
-def _open_as_base(con, staging: Path, models: list[Model]) -> int | None:
-    """Attach staging as pub if it can be brought up to date by replacing dates: its generation."""
-    try:
-        con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
-    except duckdb.IOException:  # a reader still holds it (DuckDB's file lock)
-        return None
-    generation = _generation(con)
-    if generation is None or not _same_tables(con, models):
-        con.execute("DETACH pub")
-        return None
-    return generation
+# --- writing the marts -----------------------------------------------------------------------
+
+def _write_whole(con, table: str) -> None:
+    con.execute(f"DROP TABLE IF EXISTS {L}.{q(table)}")
+    con.execute(f"CREATE TABLE {L}.{q(table)} AS SELECT * FROM main.{q(table)}")
 
 
-# The rows are copied in the build's order, not sorted by grain: each date is appended whole, so
-# the row groups of a date stay together (a filter on the date skips the others), and sorting
-# within it cost 1.1 s of a 1M-trade date's 6 s publication. The extracts are sorted.
-def _copy_whole(con, models: list[Model]) -> None:
-    for model in models:
-        for table in model.stored_tables:
-            con.execute(f"CREATE TABLE pub.{q(table)} AS SELECT * FROM main.{q(table)}")
-    # the table macros the views read (warehouse/marts.sql), as the build's file defines them
-    for name, parameters, definition in con.execute(
-            "SELECT function_name, parameters, macro_definition FROM duckdb_functions() "
-            "WHERE database_name = current_database() AND schema_name = 'main' AND function_type = 'table_macro' "
-            "AND NOT internal").fetchall():
-        con.execute(f"CREATE MACRO pub.main.{q(name)}({', '.join(parameters)}) AS TABLE {definition}")
-    for model in models:
-        if model.spans:  # the view, as the build's file defines it: it reads the file it is in
-            sql = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = current_database() "
-                              "AND schema_name = 'main' AND view_name = ?", [model.name]).fetchone()[0]
-            head = f"CREATE VIEW {model.name} AS"
-            if not sql.startswith(head):
-                raise RuntimeError(f"{model.name}: unexpected view definition {sql[:80]!r}")
-            con.execute(f"CREATE VIEW pub.main.{q(model.name)} AS" + sql[len(head):])
+def _replace_dates(con, model: Model, dates: list[str], published: set[str]) -> None:
+    """The model's rows of `dates` in the lake replaced by the build's; only the dates the lake
+    has already (`published`) are deleted first: a delete reads the table's files, whose number
+    grows with the history, and the nightly date has nothing to delete."""
+    if model.spans:
+        built = {str(r[0]) for r in con.execute(f"SELECT as_of_date FROM main.{q(model.dates_table)}").fetchall()}
+        for day in sorted(d for d in dates if d in built):  # oldest first, as the build did
+            spans.replay_date(con, model, L, "main", day)
+        return
+    where = f"{q(model.partition)} IN (SELECT CAST(unnest(?) AS DATE))"
+    again = [d for d in dates if d in published]
+    if again:
+        con.execute(f"DELETE FROM {L}.{q(model.name)} WHERE {where}", [again])
+    con.execute(f"INSERT INTO {L}.{q(model.name)} SELECT * FROM main.{q(model.name)} WHERE {where}", [dates])
 
 
-def _replay_spans(con, model: Model, dates: list[str]) -> None:
-    """Bring the published spans up to date: write each changed date's rows (the build's spans
-    holding on it) in them, oldest first, as the build did (the spans' normal form is the same
-    whatever the order of the writes, midoffice.spans)."""
-    built = {str(r[0]) for r in con.execute(f"SELECT as_of_date FROM main.{q(model.dates_table)}").fetchall()}
-    for day in sorted(d for d in dates if d in built):
-        spans.replay_date(con, model, "pub", "main", day)
+def _copy_calendar(con) -> None:
+    """The build's business calendars (core.calendar_days: every calendar's business-day ordinals)
+    into the lake's core schema: the recon's view ages its breaks on them (warehouse/marts.sql),
+    and a calendars delivery can change any date's count. Written whole, only when they differ
+    from the lake's (a calendar changes rarely: no new data file per version)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {L}.core")
+    have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'core' "
+                       "AND table_name = 'calendar_days'", [L]).fetchone()[0]
+    if have and not con.execute(
+            f"SELECT count(*) FROM ((SELECT * FROM core.calendar_days EXCEPT ALL SELECT * FROM {L}.core.calendar_days) "
+            f"UNION ALL (SELECT * FROM {L}.core.calendar_days EXCEPT ALL SELECT * FROM core.calendar_days))").fetchone()[0]:
+        return
+    con.execute(f"DROP TABLE IF EXISTS {L}.core.calendar_days")
+    con.execute(f"CREATE TABLE {L}.core.calendar_days AS "
+                "SELECT * FROM core.calendar_days ORDER BY day, calendar_id")  # as the build keeps it
 
 
-def _replace_dates(con, models: list[Model], dates: list[str]) -> None:
+def _sync_definitions(con, models: list[Model]) -> list[str]:
+    """The table macros and the views of spans models (warehouse/marts.sql) in the lake, as the
+    build's file defines them; created or replaced only when they differ. Returns what changed."""
+    build = con.execute("SELECT current_database()").fetchone()[0]
+    changed = []
+    macros = {(n, tuple(p), d) for n, p, d in con.execute(
+        "SELECT function_name, parameters, macro_definition FROM duckdb_functions() WHERE database_name = ? "
+        "AND schema_name = 'main' AND function_type = 'table_macro' AND NOT internal", [build]).fetchall()}
+    have = {(n, tuple(p), d) for n, p, d in con.execute(
+        "SELECT function_name, parameters, macro_definition FROM duckdb_functions() WHERE database_name = ? "
+        "AND schema_name = 'main' AND function_type = 'table_macro' AND NOT internal", [L]).fetchall()}
+    views = {}
     for model in models:
         if model.spans:
-            _replay_spans(con, model, dates)
-            continue
-        where = f"{q(model.partition)} IN (SELECT CAST(unnest(?) AS DATE))"
-        con.execute(f"DELETE FROM pub.{q(model.name)} WHERE {where}", [dates])
-        con.execute(f"INSERT INTO pub.{q(model.name)} SELECT * FROM main.{q(model.name)} WHERE {where}",
-                    [dates])
+            sql = con.execute("SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = 'main' "
+                              "AND view_name = ?", [build, model.name]).fetchone()[0]
+            views[model.name] = sql
+    have_views = dict(con.execute("SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? "
+                                  "AND schema_name = 'main'", [L]).fetchall())
+    if not (macros - have) and all(_same_sql(have_views.get(v), s) for v, s in views.items()):
+        return changed
+    # names in macro and view bodies bind in the lake (the catalog they are created in)
+    con.execute(f"USE {L}")
+    try:
+        for name, parameters, definition in sorted(macros - have):
+            con.execute(f"CREATE OR REPLACE MACRO {L}.main.{q(name)}({', '.join(parameters)}) AS TABLE {definition}")
+            changed.append(name)
+        for name, sql in views.items():
+            if not _same_sql(have_views.get(name), sql):
+                head = f"CREATE VIEW {name} AS"
+                if not sql.startswith(head):
+                    raise RuntimeError(f"{name}: unexpected view definition {sql[:80]!r}")
+                con.execute(f"CREATE OR REPLACE VIEW {L}.main.{q(name)} AS" + sql[len(head):].rstrip().rstrip(";"))
+                changed.append(name)
+    finally:
+        con.execute(f"USE {q(build)}")
+    return changed
 
 
-PUBLISHED_FILES_DDL = """CREATE TABLE IF NOT EXISTS core.published_files (
-    generation BIGINT, size UBIGINT, mtime_ns UBIGINT)"""
+def _same_sql(a: str | None, b: str) -> bool:
+    """The same view definition as DuckDB prints it back (the lake's catalog quotes type names)."""
+    def norm(s: str) -> str:
+        return " ".join(s.replace('"', "").rstrip().rstrip(";").split())
+    return a is not None and norm(a) == norm(b)
 
 
-MADE_BY = {"previous": "from the previous published file", "copy": "from a copy of the current published file",
-           "whole": "by copying every mart from the build"}
-
-
-def _file_identity(path: Path) -> tuple[int, int]:
-    """Size and modification time: what any write changes, and what a copy or a backup restore
-    that keeps times (cp -p, shutil.copytree, rsync -t) keeps."""
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _as_published(con, path: Path) -> bool:
-    """Is the file still as this pipeline published it (the size and modification time recorded
-    when it was put in place)? Anything that wrote into it since, say DuckDB's CLI opened
-    read-write, changes them: its content must not be carried into the next version."""
-    con.execute(PUBLISHED_FILES_DDL)
-    size, mtime_ns = _file_identity(path)
-    return con.execute("SELECT count(*) > 0 FROM core.published_files WHERE size = ? AND mtime_ns = ?",
-                       [size, mtime_ns]).fetchone()[0]
-
-
-def _record_published_file(con, path: Path, generation: int) -> None:
-    con.execute(PUBLISHED_FILES_DDL)
-    con.execute("INSERT INTO core.published_files VALUES (?, ?, ?)", [generation, *_file_identity(path)])
-
-
-def _prepare_staging(con, settings: Settings, staging: Path, models: list[Model]) -> tuple[str, list[str], list[str]]:
-    """Attach as pub the file the new publication starts from; how ('previous', 'copy' or
-    'whole'), the dates it must replace (every mart when whole), and the files it did not
-    trust (changed since they were published)."""
-    distrusted = []
-    # the previous file is taken (renamed: nobody reaches it by name any more), the current copied
-    for mode, source, take in (("previous", _previous_db(settings), os.replace),
-                               ("copy", settings.published_db, shutil.copyfile)):
-        if source.exists() and not _as_published(con, source):
-            distrusted.append(source.name)
-            continue
-        if source.exists():
-            take(source, staging)
-            generation = _open_as_base(con, staging, models)
-            if generation is not None:
-                return mode, _dates_since(con, generation), distrusted
-            staging.unlink()
-    con.execute(f"ATTACH {sql_literal_path(staging)} AS pub")
-    return "whole", [], distrusted
+def published_dates(con) -> dict[str, int]:
+    """Business date -> the version that last published it, from the attached lake (empty when
+    nothing is published)."""
+    if "publications" not in _columns(con, L):
+        return {}
+    return {str(d): v for d, v in con.execute(
+        f"SELECT d, max(version) FROM (SELECT version, unnest(dates) AS d FROM {L}.publications) GROUP BY d").fetchall()}
 
 
 def publish(settings: Settings, business_date: str, run_id: str,
             refresh_ledger: LedgerRefresh | None = None) -> dict:
-    """Publish the build's audited marts as <home>/warehouse/marts.duckdb; `refresh_ledger` first
+    """Publish the build's audited marts as one new version of the lake; `refresh_ledger` first
     (in the same connection and failure handling), so the published ledger shows this run's build."""
+    from midoffice import restate
+
     started_at = control.utc_now()
     t0 = time.monotonic()
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    removed = _remove_leftovers(settings)
-    target, previous = settings.published_db, _previous_db(settings)
-    staging = settings.warehouse_dir / f"marts.next-{os.getpid()}.duckdb"
     con = connect(settings, settings.build_db)
-    tables = {}
+    tables: dict[str, int] = {}
+    files_before: set[Path] | None = None
+    commit_done = False
     try:
-        # the build, previous and next files only; not locked: the run ledger's model sets threads
-        restrict_to(con, settings.warehouse_dir, settings.tmp, lock=False)
+        lake.attach(con, settings)
+        # the build, the lake's catalog and data files only; not locked: the run ledger's model sets threads
+        restrict_to(con, settings.warehouse_dir, settings.lake_data_path, settings.tmp, lock=False)
         if refresh_ledger is not None:
             refresh_ledger(con, settings, business_date, run_id)
-        existing = {r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main'"
-        ).fetchall()}
-        models = [m for m in published_models() if set(m.stored_tables) <= existing]  # not the intermediate ones
-        unpublished = [str(r[0]) for r in con.execute(
-            "SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
-        mode, dates, distrusted = _prepare_staging(con, settings, staging, models)
-        if mode == "whole":
-            _copy_whole(con, models)
+        existing = _columns(con, con.execute("SELECT current_database()").fetchone()[0])
+        models = [m for m in published_models() if set(m.stored_tables) <= set(existing)]  # not the intermediate ones
+        dates = [str(r[0]) for r in con.execute("SELECT business_date FROM core.unpublished_dates ORDER BY 1").fetchall()]
+
+        con.execute(LAKE_FILES_DDL)
+        files_before = _data_files(settings)
+        # One transaction writes one database: the lake's, whose commit is the version
+        con.execute("BEGIN TRANSACTION")
+        before = lake.current_version(con) or 0
+        earlier = published_dates(con)
+        restated = [d for d in dates if d in earlier]
+        reason = restate.reason_for(settings, con, restated) if restated else ""
+        in_lake = _columns(con, L)
+        untrusted = _untrusted_tables(con, _lake_files(con, sorted(in_lake)))
+        stored = [t for m in models for t in m.stored_tables] + ["build_log"]
+        shapes = {**existing, "build_log": existing.get("build_log") or _columns_of(con, "core", "build_log")}
+        whole = [t for t in stored if t not in in_lake or in_lake[t] != shapes[t] or t in untrusted]
+        if restated:
+            restate.record_differences(con, models, restated, version=before + 1, reason=reason)
+        for model in models:
+            if any(t in whole for t in model.stored_tables):
+                for t in model.stored_tables:
+                    _write_whole(con, t)
+            else:
+                _replace_dates(con, model, dates, earlier)
+        if "build_log" in whole:
+            con.execute(f"DROP TABLE IF EXISTS {L}.build_log")
+            con.execute(f"CREATE TABLE {L}.build_log AS SELECT * FROM core.build_log ORDER BY business_date, mart")
         else:
-            _replace_dates(con, models, dates)
-            con.execute("DROP TABLE pub.build_log")
-            con.execute("DROP TABLE pub.publication")
-        generation = con.execute(
-            "SELECT coalesce(max(generation), 0) + 1 FROM core.published_dates").fetchone()[0]
-        con.execute("CREATE TABLE pub.build_log AS SELECT * FROM core.build_log ORDER BY business_date, mart")
-        con.execute(
-            "CREATE TABLE pub.publication AS SELECT CAST(? AS VARCHAR) AS run_id, CAST(? AS DATE) AS business_date, "
-            "CAST(? AS TIMESTAMP) AS published_at, CAST(? AS BIGINT) AS generation",
-            [run_id, business_date, started_at.rstrip("Z"), generation],
-        )
-        for table in (t for m in models for t in m.stored_tables):  # a spans model: its spans, not rows
-            tables[table] = con.execute(f"SELECT count(*) FROM pub.{q(table)}").fetchone()[0]
-        con.execute("DETACH pub")  # checkpoints the new file: no .wal is left beside it
-        con.execute("INSERT INTO core.published_dates SELECT ?, CAST(unnest(?) AS DATE)", [generation, unpublished])
+            con.execute(f"DELETE FROM {L}.build_log WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))", [dates])
+            con.execute(f"INSERT INTO {L}.build_log SELECT * FROM core.build_log "
+                        f"WHERE business_date IN (SELECT CAST(unnest(?) AS DATE)) ORDER BY business_date, mart", [dates])
+        _copy_calendar(con)  # before the recon's view, which reads it
+        definitions = _sync_definitions(con, models)
+        version = before + 1
+        con.execute(PUBLICATIONS_DDL)
+        con.execute(f"INSERT INTO {L}.publications VALUES (?, CAST(? AS TIMESTAMP), ?, CAST(? AS DATE), "
+                    "CAST(? AS DATE[]), CAST(? AS DATE[]), ?, ?)",
+                    [version, started_at.rstrip("Z"), run_id, business_date, dates, restated, reason or None,
+                     sorted(set(whole) & set(untrusted))])
+        # The build's file holds every table whole, as the lake has it after this commit: counted
+        # there from DuckDB's own metadata (the lake's count would read every data file, whose
+        # number grows with the history). A spans model: its spans, not rows.
+        for table in (t for m in models for t in m.stored_tables):
+            tables[table] = con.execute(f"SELECT count(*) FROM main.{q(table)}").fetchone()[0]
+        info = {"run_id": run_id, "business_date": business_date, "dates": dates, "restated": restated,
+                "reason": reason, "rewritten": sorted(whole), "untrusted": untrusted, "definitions": definitions}
+        message = (f"publish {business_date}" + (f"; restates {', '.join(restated)}: {reason}" if restated else ""))
+        con.execute(f"CALL {L}.set_commit_message(?, ?, extra_info => ?)", [lake.AUTHOR, message, json.dumps(info)])
+        con.execute("COMMIT")
+        commit_done = True
+        committed = lake.current_version(con)
+        if committed != version:
+            raise RuntimeError(f"the lake committed version {committed}, not {version}: another process wrote it "
+                               "during the publication (the warehouse has one writer)")
+        # Published: these dates no longer wait. A kill before this line only makes the next
+        # publication replace them again (idempotent; the lake has the version either way).
+        con.execute("DELETE FROM core.unpublished_dates WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))",
+                    [dates])
+        _record_files(con, _lake_files(con, sorted(_columns(con, L))))
     except Exception as exc:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
         con.close()
-        # and its WAL: a write that failed half way (a full disk) leaves one beside the file
-        for leftover in (staging, staging.with_name(staging.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+        if files_before is not None and not commit_done:
+            _remove_uncommitted(settings, files_before)
         control.record_stage(settings, run_id, business_date, "publish", "FAILED", started_at, message=str(exc))
         raise
-    try:
-        if target.exists():
-            # the file readers hold now becomes the next publication's starting point
-            link = settings.warehouse_dir / f"marts.next-{os.getpid()}.previous.duckdb"
-            os.link(target, link)
-            os.replace(link, previous)
-        os.replace(staging, target)
-        _record_published_file(con, target, generation)
-        # Published: these dates no longer wait. A kill before this line only makes the next
-        # publication replace them again (idempotent).
-        con.execute("DELETE FROM core.unpublished_dates WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))",
-                    [unpublished])
-    finally:
-        con.close()
-    summary = {"business_date": business_date, "run_id": run_id, "published": str(target), "mode": mode,
-               "generation": generation, "dates_replaced": dates if mode != "whole" else "all", "tables": tables,
-               "removed_leftovers": removed, "distrusted": distrusted, "seconds": round(time.monotonic() - t0, 3)}
+    con.close()
+    summary = {"business_date": business_date, "run_id": run_id, "published": lake.describe(settings),
+               "version": version, "dates_replaced": dates, "restated": restated, "reason": reason,
+               "written_whole": whole, "untrusted": untrusted, "tables": tables,
+               "seconds": round(time.monotonic() - t0, 3)}
     control.record_stage(settings, run_id, business_date, "publish", "SUCCESS", started_at,
                          rows_out=sum(tables.values()),
-                         message="; ".join(f"{name} was changed after it was published: not carried forward"
-                                           for name in distrusted)
-                         + (f"; this version was made {MADE_BY[mode]}" if distrusted else ""))
+                         message="; ".join([f"version {version}"]
+                                           + [f"restated {', '.join(restated)} ({reason})"] * bool(restated)
+                                           + [f"{t}: {why}: not carried forward, written whole from the build"
+                                              for t, why in sorted(untrusted.items())]))
     return summary
+
+
+def _data_files(settings: Settings) -> set[Path]:
+    return {p for p in settings.lake_data_path.rglob("*") if p.is_file()}
+
+
+def _remove_uncommitted(settings: Settings, files_before: set[Path]) -> None:
+    """The data files a failed (rolled back) publication wrote: no version reads them, and a full
+    disk must not stay full of them. The warehouse has one writer, so every file that appeared
+    since the transaction began is this publication's."""
+    for path in _data_files(settings) - files_before:
+        path.unlink(missing_ok=True)
+
+
+def _columns_of(con, schema: str, table: str) -> list[tuple[str, str]]:
+    return [(c, t) for c, t in con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()]

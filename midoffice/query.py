@@ -1,16 +1,20 @@
 """Read-only access to the published warehouse: `midoffice query` (and its reader for `midoffice status`).
 
-Opens <home>/warehouse/marts.duckdb read-only. Publishing swaps that file atomically (a new file
-is os.replace()d over the old one) and the pipeline never holds it open, so these work while a
-run is writing: a query sees the publication that was in place when it connected.
+Attaches the lake (midoffice.lake) READ_ONLY: the current version, or an earlier one
+(`--as-of-version N`, `--as-of TIMESTAMP`). Each publication is one DuckLake commit, so these work
+while a run is publishing: a query sees the version that was current when it started, whole.
 
 The analyst's SQL is parsed by DuckDB before it runs and must be exactly one SELECT statement
 (DESCRIBE, SHOW, SUMMARIZE and FROM-first queries are SELECTs to DuckDB): an allow-list of
 statement kinds, not a deny-list of keywords, so COPY, ATTACH, SET, CREATE, INSERT, CALL, LOAD,
 EXPLAIN (EXPLAIN ANALYZE runs its statement) and whatever DuckDB adds next are refused before
 anything executes.
-It then runs with external access off and the configuration locked (it can read the marts, no
-file elsewhere), spills to a private directory of its own that is removed afterwards, and is
+The lake's own maintenance and the catalog databases' functions (DuckLake's compaction,
+expiry, cleanup, commit messages; sqlite_*/postgres_* queries), which a SELECT can call as table
+functions, are refused too (read from DuckDB's own parse tree): with the catalog attached
+read-only they could not commit, but some write data files before they fail.
+It then runs with external access off and the configuration locked (it can read the marts' data
+files, no file elsewhere), spills to a private directory of its own that is removed afterwards, and is
 bounded in time (`--timeout`) and in result size (`--max-rows`).
 
 Output is streamed in batches (csv, json) so a large result does not have to fit in memory, and
@@ -33,8 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, TextIO
 
+from midoffice import lake
 from midoffice.config import Settings, default_home
-from midoffice.duck import connect
 
 import duckdb
 
@@ -47,6 +51,15 @@ DEFAULT_MAX_ROWS = 5_000_000  # csv/json; a whole mart's history at the sample's
 READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT})
 TABLE_MAX_ROWS = 10_000   # the table format is for reading; csv/json give every row
 TEXT_WIDTH = 40           # longer text is cut with an ellipsis in the table format
+
+
+# Table functions a query may not call, whatever their catalog prefix (lake.merge_adjacent_files):
+# the lake's maintenance and writers, and direct access to the catalog's database.
+WRITING_LAKE_FUNCTIONS = frozenset({
+    "add_data_files", "cleanup_old_files", "commit", "delete_orphaned_files", "expire_snapshots",
+    "flush_inlined_data", "merge_adjacent_files", "rewrite_data_files", "set_commit_message", "set_option",
+    "checkpoint", "force_checkpoint"})
+CATALOG_FUNCTION_PREFIXES = ("sqlite_", "postgres_", "pg_", "read_postgres")
 
 
 class NothingPublished(RuntimeError):
@@ -77,7 +90,36 @@ def read_only_statement(con, sql: str) -> str:
     if kind not in READ_STATEMENTS:
         raise QueryRefused(f"only SELECT statements are allowed here, not {kind.name}: "
                            "`midoffice query` never writes")
+    for name in table_functions(con, sql):
+        bare = name.removeprefix("ducklake_")
+        if bare in WRITING_LAKE_FUNCTIONS or name.startswith(CATALOG_FUNCTION_PREFIXES):
+            raise QueryRefused(f"{name}() changes the lake or reads its catalog database directly: "
+                               "`midoffice query` never writes")
     return sql
+
+
+def table_functions(con, sql: str) -> set[str]:
+    """The table functions a statement calls, from DuckDB's parse tree (json_serialize_sql).
+    DESCRIBE, SHOW and SUMMARIZE do not serialize: they call none of the user's."""
+    import json as _json
+
+    tree = _json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        return set()
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "TABLE_FUNCTION" and isinstance(node.get("function"), dict):
+                found.add(str(node["function"].get("function_name", "")).lower())
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(tree)
+    return found
 
 
 @contextmanager
@@ -104,31 +146,21 @@ def time_limit(con, seconds: float | None):
 def published_settings(home: str | Path | None) -> Settings:
     h = Path(home).resolve() if home else default_home()
     settings = Settings(landing=h, home=h)
-    if not settings.published_db.is_file():
-        raise NothingPublished(f"nothing published yet at {settings.published_db} (run `midoffice run` first)")
+    if not lake.exists(settings):
+        raise NothingPublished(f"nothing published yet ({lake.describe(settings)} does not exist; "
+                               "run `midoffice run` first)")
     return settings
 
 
-def open_published(settings: Settings, spill_dir: Path | None = None):
-    """A read-only connection that can only see the published marts.
+def open_published(settings: Settings, spill_dir: Path | None = None, version: int | None = None,
+                   as_of: str | None = None):
+    """A read-only connection that can only see the published marts (the current version, or
+    `version`, or the one in force at `as_of`).
 
     `spill_dir`: where DuckDB may spill. DuckDB can always read and write its temp directory, so
     an analyst's query gets a private one (`private_spill`), never the pipeline's shared one.
     """
-    con = connect(settings, settings.published_db, read_only=True)
-    try:
-        if spill_dir is not None:
-            con.execute(f"SET temp_directory = '{_sql_text(str(spill_dir))}'")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _sql_text(text: str) -> str:
-    return text.replace("'", "''")
+    return lake.reader(settings, version=version, as_of=as_of, spill_dir=spill_dir)
 
 
 @contextmanager
@@ -270,7 +302,8 @@ def _quiet_broken_pipe() -> int:
 # --- commands ----------------------------------------------------------------------------------
 
 def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None = None,
-              timeout: float | None = DEFAULT_TIMEOUT_SECONDS, max_rows: int | None = DEFAULT_MAX_ROWS) -> int:
+              timeout: float | None = DEFAULT_TIMEOUT_SECONDS, max_rows: int | None = DEFAULT_MAX_ROWS,
+              version: int | None = None, as_of: str | None = None) -> int:
     """`midoffice query`: one read-only SQL statement against the published warehouse.
 
     Exit 0 with the result; 2 with one line on stderr when the SQL is refused or fails, runs past
@@ -284,10 +317,9 @@ def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None
         return EXIT_USAGE
     with private_spill() as spill:
         try:
-            con = open_published(settings, spill)
-        except duckdb.Error as exc:  # held read-write by another process, not a DuckDB file...
-            print(f"midoffice: error: cannot open {settings.published_db}: {str(exc).splitlines()[0]}",
-                  file=sys.stderr)
+            con = open_published(settings, spill, version=version, as_of=as_of)
+        except (lake.LakeError, duckdb.Error) as exc:  # no such version, a broken catalog...
+            print(f"midoffice: error: {str(exc).splitlines()[0]}", file=sys.stderr)
             return EXIT_USAGE
         try:
             read_only_statement(con, sql)

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass, field
+
 from midoffice import control
 from midoffice.config import Settings
 from midoffice.gate import decide_gate
+
+log = logging.getLogger(__name__)
+
+
+class GatesUndecided(RuntimeError):
+    """Some feeds of a date have no gate decision: their ingest or validation broke (not the
+    data: a fault the orchestrator retries). The feeds that were decided keep their decision."""
 
 
 def validate_and_gate(settings: Settings, business_date: str, feed: str, run_id: str) -> dict:
@@ -42,3 +52,81 @@ def publish_date(settings: Settings, business_date: str, run_id: str) -> dict:
     from midoffice.warehouse import refresh_run_ledger
 
     return publish(settings, business_date, run_id, refresh_ledger=refresh_run_ledger)
+
+
+def awaited_feeds(settings: Settings, business_date: str) -> list[str]:
+    """The feeds of the contract that the date's manifest does not list yet, or whose file is not
+    there yet (a late delivery), in ingest order."""
+    from midoffice.contracts import ingest_order
+    from midoffice.landing import feed_delivered
+
+    return [f for f in ingest_order() if not feed_delivered(settings.landing, business_date, f)]
+
+
+@dataclass
+class DateGates:
+    """What `decide_gates` came to for a date: each feed's gate record (PASS or FAIL) and the
+    feeds it could not decide, with why (an exception, or a feed they depend on that broke)."""
+    business_date: str
+    run_id: str
+    gates: dict[str, dict] = field(default_factory=dict)
+    undecided: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {f: g.get("reason") or "failed" for f, g in self.gates.items() if g.get("gate") != "PASS"}
+
+    def summary(self) -> dict:
+        """Small and JSON-able: the asset event's extra and the task's XCom."""
+        return {"business_date": self.business_date, "run_id": self.run_id,
+                "gates": {f: g.get("gate") for f, g in self.gates.items()},
+                "failed": self.failed, "undecided": dict(self.undecided)}
+
+
+def decided_by(settings: Settings, business_date: str, feed: str, run_id: str) -> dict | None:
+    """The feed's gate record if this run decided it (PASS or FAIL), else None."""
+    gate = control.read_record(settings, "gate", feed, business_date) or {}
+    return gate if gate.get("run_id") == run_id and gate.get("gate") in ("PASS", "FAIL") else None
+
+
+def decide_gates(settings: Settings, business_date: str, run_id: str) -> DateGates:
+    """Every feed of the contract for one date, in ingest order: ingest, validate (the GX suite)
+    and gate. One call validates all feeds in one process, so Great Expectations is imported
+    once, not once per feed.
+
+    Each feed is its own unit: a feed whose ingest or validation raises (a fault, not bad data:
+    bad data is a FAIL gate) is left undecided, the feeds that depend on it are not run, and the
+    others go on. Then `GatesUndecided` is raised so that the orchestrator retries; a retry of
+    the same run (same `run_id`) keeps the gates this run decided already and redoes only the
+    undecided feeds."""
+    from midoffice.contracts import get_feed, ingest_order
+    from midoffice.ingest import ingest_feed
+
+    outcome = DateGates(business_date, run_id)
+    for feed in ingest_order():
+        kept = decided_by(settings, business_date, feed, run_id)
+        if kept is not None:  # decided by an earlier try of this run
+            outcome.gates[feed] = kept
+            continue
+        broken = [d for d in get_feed(feed).depends_on if d in outcome.undecided]
+        if broken:
+            outcome.undecided[feed] = f"not run: {', '.join(broken)} (which it depends on) did not finish"
+            continue
+        try:
+            ingest_feed(settings, business_date, feed, run_id)
+            outcome.gates[feed] = validate_and_gate(settings, business_date, feed, run_id)
+        except Exception as exc:  # recorded by ingest (its ledger row); the retry redoes the feed
+            log.exception("%s %s: no gate decided", business_date, feed)
+            outcome.undecided[feed] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+    if outcome.undecided:
+        raise GatesUndecided(f"{business_date}: no gate decided for " + "; ".join(
+            f"{f} ({why})" for f, why in outcome.undecided.items()) + " (retried; the decided feeds are kept)")
+    return outcome
+
+
+def failed_gates(settings: Settings, business_date: str, run_id: str) -> dict[str, str]:
+    """Feed -> reason for every gate this run decided as FAIL (the `gates` task's verdict)."""
+    from midoffice.contracts import ingest_order
+
+    decided = {f: decided_by(settings, business_date, f, run_id) for f in ingest_order()}
+    return {f: g.get("reason") or "failed" for f, g in decided.items() if g and g["gate"] != "PASS"}

@@ -20,6 +20,7 @@ from typing import TextIO
 
 import duckdb
 
+from midoffice import lake
 from midoffice.config import Settings, default_home
 from midoffice.query import EXIT_OK, EXIT_USAGE, _quiet_broken_pipe, open_published, render_table
 
@@ -101,12 +102,12 @@ FROM dq_feed_health
 
 
 def published_facts(settings: Settings) -> tuple[list[StageRecord], dict[tuple[str, str], FeedFacts]]:
-    if not settings.published_db.is_file():
+    if not lake.exists(settings):
         return [], {}
     try:
         con = open_published(settings)
-    except duckdb.Error as exc:  # held read-write elsewhere, or not a DuckDB file: the ledger on disk still tells
-        print(f"midoffice: warning: cannot read {settings.published_db} ({str(exc).splitlines()[0]}); "
+    except (lake.LakeError, duckdb.Error) as exc:  # a broken catalog: the ledger on disk still tells
+        print(f"midoffice: warning: cannot read {lake.describe(settings)} ({str(exc).splitlines()[0]}); "
               "showing the run ledger on disk only", file=sys.stderr)
         return [], {}
     try:
@@ -151,8 +152,9 @@ def current_attempt(records: list[StageRecord]) -> list[StageRecord]:
 
 
 def _is_gate_task(stage: str) -> bool:
-    # a failed gate fails its validate task by design: the gate column says it, not "FAILED"
-    return stage.startswith(("task:validate_", "task:decided_"))
+    # a failed gate fails the ingest DAG's `gates` task by design (before: `validate_<feed>` and
+    # `decided_<feed>`, still in older ledgers): the gate column says it, not "FAILED"
+    return stage == "task:gates" or stage.startswith(("task:validate_", "task:decided_"))
 
 
 def judge(business_date: str, records: list[StageRecord], feeds: list[FeedFacts]) -> DateStatus:

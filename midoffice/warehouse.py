@@ -16,9 +16,10 @@ import time
 
 from midoffice import control, spans
 from midoffice.config import WAREHOUSE_DDL_DIR, Settings
-from midoffice.contracts import Feed, ingest_order, load_contracts
+from midoffice.contracts import Feed, control_parameters, ingest_order, load_contracts
 from midoffice.duck import connect, quote_ident as q, restrict_to, sql_literal_path
 from midoffice.gate import gates_for
+from midoffice.people import store as people_store
 from midoffice.models import ColumnTest, Model, column_tests, load_models, upstream_feeds
 from midoffice.pseudonym import register as register_client_key, remember_clients, resolve_key
 
@@ -37,7 +38,10 @@ def create_schema(con) -> None:
             f"(business_date DATE NOT NULL, {cols}, run_id VARCHAR)"
         )
     con.execute((WAREHOUSE_DDL_DIR / "calendar.sql").read_text())
+    con.execute((WAREHOUSE_DDL_DIR / "parameters.sql").read_text())
+    con.execute((WAREHOUSE_DDL_DIR / "fx.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
+    con.execute((WAREHOUSE_DDL_DIR / "worklist.sql").read_text())
     for model in (m for m in load_models() if m.spans):
         kind = con.execute("SELECT table_type FROM information_schema.tables WHERE table_catalog = current_database() "
                            "AND table_schema = 'main' AND table_name = ?", [model.name]).fetchone()
@@ -68,6 +72,22 @@ def refresh_calendar_days(con) -> None:
     """core.calendar_days for the date being built (variable as_of_date): the latest calendars
     delivered up to it. Before the models: they count business days with its macros."""
     con.execute((WAREHOUSE_DDL_DIR / "calendar_days.sql").read_text())
+
+
+def refresh_control_parameters(con) -> None:
+    """core.control_parameter_values for the date being built (variable as_of_date): the latest
+    control_parameters delivered up to it over the defaults of contracts/control_parameters.yaml."""
+    con.execute("DELETE FROM core.control_parameter_defaults")
+    rows = [row for p in control_parameters().values() for row in p.default_rows()]
+    if rows:
+        con.executemany("INSERT INTO core.control_parameter_defaults VALUES (?, ?, ?, ?)", rows)
+    con.execute((WAREHOUSE_DDL_DIR / "control_parameter_values.sql").read_text())
+
+
+def refresh_case_actions(con, settings: Settings, business_date: str) -> int:
+    """core.case_actions for the date being built: people's worklist actions effective on or before
+    it (DOMAIN §9.2), read from the people store, so that a rebuild applies the same ones."""
+    return people_store.materialise(settings, con, "case_actions", business_date, table="core.case_actions")
 
 
 def previous_business_date(con, business_date: str) -> str:
@@ -362,6 +382,19 @@ def refresh_run_ledger(con, settings: Settings, business_date: str, run_id: str)
         raise
 
 
+def _replace_people_inputs(con, settings: Settings, business_date: str) -> None:
+    """People's sign-offs effective up to the date (midoffice.people.store) and the version that
+    last published each date (the lake, read-only): inputs of the build, never derived by it."""
+    from midoffice import lake
+    from midoffice.people import store
+
+    store.materialise(settings, con, "signoffs", up_to_effective_date=business_date, table="core.signoffs")
+    con.execute("DELETE FROM core.published_versions")
+    published = lake.published_dates(settings)
+    if published:
+        con.executemany("INSERT INTO core.published_versions VALUES (CAST(? AS DATE), ?)", list(published.items()))
+
+
 def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict:
     started_at = control.utc_now()
     t0 = time.monotonic()
@@ -389,9 +422,12 @@ def build_warehouse(settings: Settings, business_date: str, run_id: str) -> dict
             if gates[name]["gate"] == "PASS":
                 loaded[name] = _replace_feed_partition(con, settings, feed, business_date, run_id)
         refresh_calendar_days(con)
+        refresh_control_parameters(con)
+        refresh_case_actions(con, settings, business_date)
         _replace_quarantine(con, settings, business_date)
         _replace_feed_health(con, settings, business_date, gates)
         _replace_pipeline_runs(con, settings, business_date)
+        _replace_people_inputs(con, settings, business_date)
         con.execute("DELETE FROM core.build_log WHERE business_date = ?", [business_date])
         # The date's core partitions are committed before the marts are built: uncommitted, 10M
         # trades a day held the memory the recon needs (out of memory at 4 GB). Marts still

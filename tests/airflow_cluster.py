@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+LOCAL_SETTINGS = REPO / "deploy" / "airflow_local_settings.py"
 
 # Settings every service of the deployment needs (docker-compose.yml must set them all).
 CLUSTER_SETTINGS = (
@@ -36,6 +38,9 @@ CLUSTER_SETTINGS = (
     "MIDOFFICE_LANDING_POLL_SECONDS",
 )
 CELERY_SETTINGS = ("AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND")
+# What the distributed deployment shares between machines (the Celery test sets them too): the
+# lake's PostgreSQL catalog and data path, people's actions in PostgreSQL
+DISTRIBUTED_SETTINGS = ("MIDOFFICE_LAKE_CATALOG", "MIDOFFICE_LAKE_DATA", "MIDOFFICE_ACTIONS_URL")
 
 
 def free_port() -> int:
@@ -61,6 +66,7 @@ class AirflowCluster:
     sql_alchemy_conn: str | None = None
     broker_url: str | None = None
     workers: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the lake's PostgreSQL catalog
     port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
@@ -92,6 +98,7 @@ class AirflowCluster:
             "MIDOFFICE_LANDING_POLL_SECONDS": "10",
             "GX_ANALYTICS_ENABLED": "false",
         })
+        env.update(self.extra_env)
         if self.broker_url:
             env["AIRFLOW__CELERY__BROKER_URL"] = self.broker_url
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + conn.replace("+psycopg2", "")
@@ -110,6 +117,10 @@ class AirflowCluster:
 
     def start(self) -> None:
         self.airflow_home.mkdir(parents=True, exist_ok=True)
+        # The deployment's local settings: the scheduler (and Celery workers) import the heavy
+        # libraries once, and every task process forked from them starts with them (midoffice.preload).
+        (self.airflow_home / "config").mkdir(exist_ok=True)
+        shutil.copy(LOCAL_SETTINGS, self.airflow_home / "config" / LOCAL_SETTINGS.name)
         self.airflow("db", "migrate")
         self.airflow("pools", "set", "midoffice_warehouse", "1", "single writer of the warehouse file")
         self._spawn("api-server", "api-server", "--port", str(self.port), "--host", "127.0.0.1")

@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def pytest_collection_modifyitems(config, items):
     """Mark the tests that read the shared sample run (`-m sample_run`): `make test` runs them in
-    one process, which makes the run once, and the others in another."""
+    one process, which makes the run once, and the others in another. Only the fixtures a test
+    names (or that they name) are seen: a test that asks for one at run time
+    (`request.getfixturevalue`) must name `sample_run` too, or the other process makes the run again."""
     for item in items:
         if "sample_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.sample_run)
@@ -58,6 +60,22 @@ def run_stages(settings, business_date: str, run_id: str) -> None:
     publish_date(settings, business_date, run_id)
 
 
+def midoffice_here(capsys, *args: str):
+    """`midoffice ARGS` run in this process: its exit status and what it printed on sys.stdout and
+    sys.stderr (as a CompletedProcess). Airflow's set-up (importing it, its execution API, GX) is
+    paid once a process: a `midoffice run` in a child process pays all of it again. Ask for the
+    `airflow_home` fixture first (Airflow is configured once a process). What the tasks print goes
+    to the run's log, as on a console; a test of the console itself runs the command as a process."""
+    import subprocess
+
+    from midoffice.cli import main
+
+    capsys.readouterr()  # what came before is not the command's
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["midoffice", *args], code, out, err)
+
+
 def run_pipeline(landing: Path, home: Path, dates: list[str]):
     from midoffice.config import settings_from
     from midoffice.runner import run_dates
@@ -86,6 +104,35 @@ def sample_run(tmp_path_factory, airflow_home):
 @pytest.fixture(scope="session")
 def clean_run(sample_run):
     return sample_run
+
+
+def published(where: Path):
+    """A read-only connection to the published lake of a home (or of the home whose
+    `warehouse/marts.duckdb` the older tests name: the published warehouse is now the lake),
+    or to a build warehouse file (`build.duckdb`) that tests building dates without publishing read."""
+    from midoffice.lake import reader_for_home
+
+    where = Path(where)
+    if where.suffix == ".duckdb" and where.name != "marts.duckdb":
+        import duckdb
+
+        return duckdb.connect(str(where), read_only=True)
+    home = where.parent.parent if where.name == "marts.duckdb" else where
+    return reader_for_home(home)
+
+
+def copy_published(src_home: Path, dst_home: Path) -> Path:
+    """A copy of a home's published lake in another home (the catalog through SQLite's backup,
+    consistent even with a reader open; the data files as they are): tests that change the
+    published warehouse work on their own copy, the shared sample run is read by others."""
+    import sqlite3
+
+    src, dst = Path(src_home) / "warehouse", Path(dst_home) / "warehouse"
+    dst.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(str(src / "lake.sqlite")) as source, sqlite3.connect(str(dst / "lake.sqlite")) as target:
+        source.backup(target)
+    shutil.copytree(src / "lake_data", dst / "lake_data")
+    return Path(dst_home)
 
 
 def copy_landing(src: Path, dst: Path) -> Path:

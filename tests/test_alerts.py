@@ -106,27 +106,46 @@ def sample(sample_run):
             "kpis": {}, "run": sample_run}
 
 
+SEVERITY = {"LIMIT_BREACH": "CRITICAL", "FEED_GATE_FAILED": "CRITICAL", "WORKLIST_P1": "CRITICAL",
+            "WORKLIST_SUMMARY": "INFO", "FEED_LATE": "WARNING", "TARGET_MISSED": "WARNING",
+            "LIMIT_CHANGE": "WARNING", "SIGNOFF_SUPERSEDED": "CRITICAL"}
+
+
 def test_the_alerts_raised_match_the_files(sample):
     kinds = set()
+    worklist = {d: query(sample["db"], "SELECT * FROM bo_worklist WHERE as_of_date = ?", [d]) for d in sample["dates"]}
     for d in sample["dates"]:
         got = {r["alert_key"]: r for r in query(sample["db"], "SELECT * FROM alerts WHERE business_date = ?", [d])}
-        expected, undecided = expected_alert_keys(sample, d)
+        expected, undecided = expected_alert_keys(sample, d, worklist)
         assert set(got) - undecided == expected, (d, sorted(set(got) ^ expected)[:10])
         kinds |= {r["alert_type"] for r in got.values()}
-        assert all(r["severity"] == ("CRITICAL" if r["alert_type"] in ("LIMIT_BREACH", "FEED_GATE_FAILED") else "WARNING")
-                   for r in got.values())
-    assert {"LIMIT_BREACH", "BREAK_OVER_5BD", "TARGET_MISSED"} <= kinds  # the clean sample fails no gate
+        assert all(r["severity"] == SEVERITY[r["alert_type"]] for r in got.values())
+        # the summary and the single P1 alerts account for every open item once
+        summarised = sum(int(r["measured_value"]) for r in got.values() if r["alert_type"] == "WORKLIST_SUMMARY")
+        alone = sum(1 for r in got.values() if r["alert_type"] == "WORKLIST_P1")
+        assert summarised + alone == len(worklist[d]), d
+        # a missed target says whether it is new: new unless it was missed on the date before
+        i = sample["dates"].index(d)
+        for r in (r for r in got.values() if r["alert_type"] == "TARGET_MISSED"):
+            before = query(sample["db"], "SELECT met FROM kpi_targets WHERE target_id = ? AND business_date = ?",
+                           [r["subject_id"], sample["dates"][i - 1]]) if i else []
+            assert r["is_new"] == (not before or before[0]["met"] is not False), (d, r["alert_key"])
+            assert ("new today" in r["message"]) == r["is_new"]
+    assert {"LIMIT_BREACH", "WORKLIST_SUMMARY", "TARGET_MISSED"} <= kinds  # the clean sample fails no gate
+    # no alert lists the breaks one by one: far fewer alert rows than open items
+    assert all(len(query(sample["db"], "SELECT 1 FROM alerts WHERE business_date = ?", [d])) < max(10, len(worklist[d]))
+               for d in sample["dates"])
 
 
 # --- sending ----------------------------------------------------------------------------------------
 
 def home_with_published(sample_run, tmp_path: Path):
-    """Settings on a new home holding a copy of the sample's published warehouse (sample_run is shared)."""
+    """Settings on a new home holding a copy of the sample's published lake (sample_run is shared)."""
+    from conftest import copy_published
     from midoffice.config import settings_from
 
     settings = settings_from(sample_run["landing"], tmp_path / "home")
-    settings.warehouse_dir.mkdir(parents=True)
-    shutil.copy(sample_run["home"] / "warehouse" / "marts.duckdb", settings.published_db)
+    copy_published(sample_run["home"], settings.home)
     return settings
 
 
@@ -135,7 +154,7 @@ def test_an_alert_email_is_received_once_per_condition_and_date(sample, smtp, tm
 
     settings = home_with_published(sample["run"], tmp_path)
     day = sample["dates"][-1]
-    raised = {r["alert_key"]: r for r in query(settings.published_db, "SELECT * FROM alerts WHERE business_date = ?", [day])}
+    raised = {r["alert_key"]: r for r in query(settings.home, "SELECT * FROM alerts WHERE business_date = ?", [day])}
     assert raised
 
     first = notify(settings, day, "test_alerts__1")
@@ -183,6 +202,7 @@ def test_a_failed_gate_raises_an_alert_that_is_mailed_once(sample, smtp, tmp_pat
     """Through the real DAG: the targets file of the last date arrives corrupted (checksum mismatch)."""
     from midoffice.alerts import notify
     from midoffice.config import settings_from
+    from midoffice.restate import record_reason
 
     run = sample["run"]
     landing, home = tmp_path / "landing", tmp_path / "home"
@@ -193,14 +213,15 @@ def test_a_failed_gate_raises_an_alert_that_is_mailed_once(sample, smtp, tmp_pat
         fh.write("TGT-999,ACTIVE_CLIENTS_MIN,ALL,1\n")
 
     def run_and_notify(run_id: str) -> None:
+        # the date is published (the sample ran it): running it again is a restatement, with a reason
+        record_reason(settings_from(landing, home), [day], "targets redelivered", by="test")
         outcome = run_pipeline(landing, home, [day])[0]
         assert "targets" in outcome.failed_gates
         if not dag_notifies():
             notify(settings_from(landing, home), day, run_id)
 
     run_and_notify("test_alerts__gate_1")
-    alerts = {r["alert_key"]: r for r in query(home / "warehouse" / "marts.duckdb",
-                                               "SELECT * FROM alerts WHERE business_date = ?", [day])}
+    alerts = {r["alert_key"]: r for r in query(home, "SELECT * FROM alerts WHERE business_date = ?", [day])}
     gate = alerts["FEED_GATE_FAILED:targets"]
     assert gate["severity"] == "CRITICAL" and "targets" in gate["message"]
     assert len(smtp.received) == 1

@@ -19,7 +19,7 @@ import holidays as holiday_library
 import numpy as np
 import pytest
 
-from conftest import REPO, generate_landing
+from conftest import published, REPO, generate_landing, midoffice_here
 
 from midoffice import calendar
 from midoffice.sample.calendars import weekday_holidays
@@ -165,13 +165,13 @@ def test_a_landing_without_calendars_is_walked_as_weekdays_and_says_so(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_range_over_a_firm_holiday_skips_it_and_says_so(new_year_landing, tmp_path, airflow_home):
-    done = _midoffice("run", "--landing", str(new_year_landing), "--home", str(tmp_path / "home"),
-                      "--from", "2025-12-31", "--to", "2026-01-02")
+def test_a_range_over_a_firm_holiday_skips_it_and_says_so(new_year_landing, tmp_path, airflow_home, capsys):
+    done = midoffice_here(capsys, "run", "--landing", str(new_year_landing), "--home", str(tmp_path / "home"),
+                          "--from", "2025-12-31", "--to", "2026-01-02")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "skipping 2026-01-01: a FIRM holiday" in done.stderr
     assert "ran 2 business dates" in done.stdout
-    con = duckdb.connect(str(tmp_path / "home" / "warehouse" / "marts.duckdb"), read_only=True)
+    con = published(tmp_path / "home" / "warehouse" / "marts.duckdb")
     try:
         built = [str(r[0]) for r in con.execute("SELECT DISTINCT business_date FROM dq_feed_health ORDER BY 1").fetchall()]
         gates = dict(con.execute("SELECT feed, gate FROM dq_feed_health WHERE business_date = '2026-01-02'").fetchall())
@@ -192,15 +192,18 @@ def test_an_instruction_meant_for_a_currency_holiday_is_due_the_next_business_da
     from midoffice.config import settings_from
     from midoffice.contracts import ingest_order, load_contracts
 
-    landing = generate_landing(tmp_path / "landing", "2026-01-08", 4, 300, seed=4)
+    # From 2026-01-09: three deliveries, the holiday's and one either side. The 13th's JPY
+    # instructions due that day come from trades of the days before (18 of them from the 9th,
+    # 32 from the 8th); a landing that starts on the holiday has none to move.
+    landing = generate_landing(tmp_path / "landing", "2026-01-09", 3, 300, seed=4)
     dates = sorted(p.name for p in landing.iterdir() if p.is_dir())
-    assert dates == ["2026-01-08", "2026-01-09", "2026-01-12", "2026-01-13"]
+    assert dates == ["2026-01-09", "2026-01-12", "2026-01-13"]
     assert date(2026, 1, 12) in calendar.read_calendars(landing / dates[-1] / "calendars.csv")["JPY"]
     moved = _move_intended_date(landing, "2026-01-13", "JPY", "2026-01-13", "2026-01-12", load_contracts())
     assert moved > 0
     settings = settings_from(landing, tmp_path / "home")
     run_direct(settings, dates, [f for f in ingest_order() if f in RECON_FEEDS], references_once=False)
-    con = duckdb.connect(str(settings.published_db), read_only=True)
+    con = published(settings.home)
     try:
         rows = con.execute(
             "SELECT intended_settle_date, custodian, due, settled_on_time, efficiency_count FROM ops_settlement_efficiency "
@@ -208,7 +211,9 @@ def test_an_instruction_meant_for_a_currency_holiday_is_due_the_next_business_da
     finally:
         con.close()
     assert sum(r[2] for r in rows) == moved
-    assert sum(r[3] for r in rows) > 0 and all(r[4] > 0 for r in rows)
+    # not a 0 % day: instructions meant for the holiday that settled the next day count as on time
+    # (a custodian may still have only fails; the oracle below checks each row)
+    assert sum(r[3] for r in rows) > 0 and sum(r[4] for r in rows) > 0
     oracle = efficiency_oracle(landing, "2026-01-13")
     for day, custodian, due, on_time, efficiency in rows:
         expected = oracle[(str(day), custodian, "JPY")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from airflow_cluster import CELERY_SETTINGS, CLUSTER_SETTINGS
+from airflow_cluster import CELERY_SETTINGS, CLUSTER_SETTINGS, DISTRIBUTED_SETTINGS
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -37,11 +37,15 @@ def test_every_component_of_the_native_deployment_is_a_service():
 def test_airflow_services_share_the_native_settings():
     for name in [*AIRFLOW_SERVICES, "airflow-init"]:
         env = COMPOSE["services"][name]["environment"]
-        missing = [k for k in (*CLUSTER_SETTINGS, *CELERY_SETTINGS) if k not in env]
+        missing = [k for k in (*CLUSTER_SETTINGS, *CELERY_SETTINGS, *DISTRIBUTED_SETTINGS) if k not in env]
         assert not missing, f"{name} lacks {missing}"
         assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
         assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+        # the lake's catalog and people's actions in PostgreSQL, the data files on the shared volume
+        assert env["MIDOFFICE_LAKE_CATALOG"].startswith("postgresql://") and env["MIDOFFICE_LAKE_CATALOG"].endswith("/midoffice_lake")
+        assert env["MIDOFFICE_ACTIONS_URL"].startswith("postgresql://")
+        assert env["MIDOFFICE_LAKE_DATA"].startswith("/data/")
         volumes = COMPOSE["services"][name]["volumes"]
         assert "./dags:/opt/midoffice/dags:ro" in volumes
         assert any(v.startswith("midoffice-data:") for v in volumes)
@@ -77,3 +81,15 @@ def test_only_the_workers_that_run_tasks_get_the_pseudonymisation_key():
     holders = sorted(name for name, service in COMPOSE["services"].items()
                      if "MIDOFFICE_PSEUDONYM_KEY" in (service.get("environment") or {}))
     assert holders == ["airflow-worker"]
+
+
+def test_the_databases_the_distributed_settings_name_are_created_by_the_postgres_service():
+    services = COMPOSE["services"]
+    init = [v for v in services["postgres"]["volumes"] if "docker-entrypoint-initdb.d" in v]
+    assert len(init) == 1
+    sql = (REPO / init[0].split(":")[0]).read_text()
+    env = services["airflow-worker"]["environment"]
+    for key in ("MIDOFFICE_LAKE_CATALOG", "MIDOFFICE_ACTIONS_URL"):
+        database = env[key].rsplit("/", 1)[1]
+        assert f"CREATE DATABASE {database};" in sql, key
+        assert "@postgres:5432/" in env[key]

@@ -1,9 +1,12 @@
 """Crashes and readers: a pipeline killed at any point leaves the published warehouse at the
 previous or the new audited version, never a mix; a rerun converges; readers never notice.
+The published warehouse is the lake (midoffice.lake): a version is a DuckLake snapshot, and a
+reader holds one for the length of its transaction.
 
 Real processes: each stage runs in a child Python process (a small driver calling the midoffice
 functions, as the Airflow tasks do) that is SIGKILLed after a seeded random delay between 10 %
-and 90 % of that stage's measured uninterrupted duration. Real files and real DuckDB: the
+and 90 % of that stage's measured uninterrupted duration; the rerun, as Airflow's retry, runs
+the same functions in the test's process. Real files and real DuckDB: the
 published warehouse is compared by table checksums (md5 over the ordered rows, lineage columns
 excluded) with the versions an uninterrupted run publishes.
 
@@ -20,14 +23,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, generate_landing
+from conftest import published, REPO, generate_landing
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ SEED = int(os.environ.get("MIDOFFICE_CRASH_SEED", "20260406"))
 LINEAGE = ("run_id", "loaded_at")
 # The run ledger and the publication stamp record *when* and *which run*: they differ by design
 # (a retried run has more stage records), and so does build_log's row count of the ledger mart.
-NOT_COMPARED = {"pipeline_runs", "publication"}
+NOT_COMPARED = {"pipeline_runs", "publication", "publications", "restatements"}
 STAGE_TIMEOUT = 900  # seconds; a bound on a hung stage, not a performance assertion
 
 # Crash trials: the phase killed, the stages its process runs, the home it starts from, and the
@@ -50,8 +51,9 @@ PHASES = {
 TRIALS = ["ingest", "build", "build", "publish", "publish"]
 
 DRIVER = r"""
-import sys
+import sys, time
 landing, home, business_date, run_id, stages = sys.argv[1:6]
+stepped = len(sys.argv) > 6 and sys.argv[6] == "stepped"  # pause after each stage (the reference run)
 stages = stages.split(",")
 from midoffice.config import settings_from
 from midoffice.contracts import ingest_order
@@ -65,16 +67,21 @@ if "publish" in stages:
     from midoffice.publish import publish
 settings = settings_from(landing, home)
 print("ready", flush=True)  # imports done: the crash window starts here
-if "ingest" in stages:
-    for feed in ingest_order():
-        ingest_feed(settings, business_date, feed, run_id)
-if "validate" in stages:
-    for feed in ingest_order():
-        validate_and_gate(settings, business_date, feed, run_id)
-if "build" in stages:
-    build_warehouse(settings, business_date, run_id)
-if "publish" in stages:
-    publish(settings, business_date, run_id)
+for stage in stages:
+    started = time.monotonic()
+    if stage == "ingest":
+        for feed in ingest_order():
+            ingest_feed(settings, business_date, feed, run_id)
+    elif stage == "validate":
+        for feed in ingest_order():
+            validate_and_gate(settings, business_date, feed, run_id)
+    elif stage == "build":
+        build_warehouse(settings, business_date, run_id)
+    elif stage == "publish":
+        publish(settings, business_date, run_id)
+    if stepped:  # the parent copies the home, then says go on
+        print(f"done {stage} {time.monotonic() - started:.3f}", flush=True)
+        sys.stdin.readline()
 print("done", flush=True)
 """
 
@@ -82,28 +89,36 @@ READER = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[4])
 from test_crash import published_counts
-import duckdb
-db, out, stop = sys.argv[1:4]
+from midoffice.lake import reader_for_home
+home, out, stop = sys.argv[1:4]
+catalog = os.path.join(home, "warehouse", "lake.sqlite")
 with open(out, "w") as fh:
     while not os.path.exists(stop):
         started = time.monotonic()
-        if not os.path.exists(db):
+        if not os.path.exists(catalog):
             fh.write(json.dumps({"absent": True}) + "\n")
             time.sleep(0.2)
             continue
         try:
-            con = duckdb.connect(db, read_only=True)
+            con = reader_for_home(home)
             try:
+                # one transaction reads one snapshot: the lake may commit a new version meanwhile
+                con.execute("BEGIN TRANSACTION")
                 first = published_counts(con)
-                time.sleep(0.05)  # hold the file open while the pipeline may swap in a new one
+                time.sleep(0.05)  # hold the version open while the pipeline may publish the next
                 again = published_counts(con)
+                con.execute("COMMIT")
             finally:
                 con.close()
-            fh.write(json.dumps({"counts": first, "stable": first == again,
-                                 "seconds": time.monotonic() - started}) + "\n")
+            if first is None:  # the catalog is being created: no version yet
+                fh.write(json.dumps({"absent": True}) + "\n")
+            else:
+                fh.write(json.dumps({"counts": first, "stable": first == again,
+                                     "seconds": time.monotonic() - started}) + "\n")
         except Exception as exc:
             fh.write(json.dumps({"error": repr(exc)}) + "\n")
         fh.flush()
+        time.sleep(0.1)  # several looks per publication without taking a core from the pipeline
 """
 
 
@@ -115,18 +130,21 @@ def _q(name: str) -> str:
 
 def _tables(con) -> list[str]:
     return [r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' ORDER BY 1").fetchall()]
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "ORDER BY 1").fetchall()]
 
 
 def _columns(con, table: str) -> list[str]:
     return [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? "
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND table_name = ? "
         "ORDER BY column_index", [table]).fetchall()]
 
 
-def table_checksums(db: Path) -> dict[str, tuple[int, str]]:
-    """(rows, md5 of the ordered rows without lineage) for every compared table."""
-    con = duckdb.connect(str(db), read_only=True)
+def table_checksums(home: Path) -> dict[str, tuple[int, str]]:
+    """(rows, md5 of the ordered rows without lineage) for every compared table of the home's
+    published lake (its current version)."""
+    con = published(home)
     try:
         out = {}
         for table in _tables(con):
@@ -149,12 +167,16 @@ def _partitions() -> dict[str, str]:
     return {m.name: m.partition for m in load_models()} | {"build_log": "business_date"}
 
 
-def published_counts(con) -> dict:
-    """Rows per table and date, and which date the publication is for: a reader's view."""
+def published_counts(con) -> dict | None:
+    """Rows per table and date, and which version and date the publication is for: a reader's
+    view (None: nothing published yet)."""
+    tables = _tables(con)
+    if "publications" not in tables:
+        return None
     partition = _partitions()
     counts = {}
-    for table in _tables(con):
-        if table == "publication":
+    for table in tables:
+        if table == "publications":
             continue
         col = partition.get(table)
         if col:
@@ -162,8 +184,9 @@ def published_counts(con) -> dict:
                 f"SELECT {_q(col)}, count(*) FROM {_q(table)} GROUP BY 1 ORDER BY 1").fetchall()}
         else:
             counts[table] = con.execute(f"SELECT count(*) FROM {_q(table)}").fetchone()[0]
-    publication = con.execute("SELECT CAST(business_date AS VARCHAR) FROM publication").fetchone()[0]
-    return {"publication": publication, "tables": counts}
+    version, publication = con.execute(
+        "SELECT version, CAST(business_date AS VARCHAR) FROM publications ORDER BY version DESC LIMIT 1").fetchone()
+    return {"version": version, "publication": publication, "tables": counts}
 
 
 def leftovers(home: Path) -> list[str]:
@@ -189,10 +212,13 @@ def lake_is_readable(home: Path) -> None:
 def _child_env() -> dict:
     env = dict(os.environ)
     env.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # A child that dies of a signal (not SIGKILL) leaves its stack in the log the assertion shows.
+    env["PYTHONFAULTHANDLER"] = "1"
     return env
 
 
-def start_stages(landing: Path, home: Path, business_date: str, stages: str, log: Path) -> subprocess.Popen:
+def start_stages(landing: Path, home: Path, business_date: str, stages: str, log: Path,
+                 stepped: bool = False) -> subprocess.Popen:
     """The stages in a child process of their own session (so a kill takes all of it).
 
     Its log goes to a file, not a pipe: a full pipe would stall the child at a point of its
@@ -200,8 +226,10 @@ def start_stages(landing: Path, home: Path, business_date: str, stages: str, log
     """
     with log.open("a") as err:
         return subprocess.Popen(
-            [sys.executable, "-c", DRIVER, str(landing), str(home), business_date, f"run-{business_date}", stages],
-            stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=_child_env(), start_new_session=True,
+            [sys.executable, "-c", DRIVER, str(landing), str(home), business_date, f"run-{business_date}", stages,
+             *(["stepped"] if stepped else [])],
+            stdin=subprocess.PIPE if stepped else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
+            cwd=REPO, env=_child_env(), start_new_session=True,
         )
 
 
@@ -209,16 +237,59 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-5000:] if log.exists() else ""
 
 
-def run_stages(landing: Path, home: Path, business_date: str, stages: str) -> float:
-    """Run stages to the end; returns the seconds from 'ready' (imports done) to the end."""
+def run_stages(landing: Path, home: Path, business_date: str, stages: str, after_each=None) -> dict[str, float]:
+    """Run stages to the end in one child process; returns each stage's seconds (imports not
+    counted). With `after_each(stage)`, the child waits after each stage until it has run (the
+    reference run copies the home there)."""
     log = home.parent / f"{home.name}.{business_date}.log"
-    proc = start_stages(landing, home, business_date, stages, log)
+    proc = start_stages(landing, home, business_date, stages, log, stepped=True)
     assert proc.stdout.readline().strip() == "ready", _tail(log)
-    started = time.monotonic()
+    seconds = {}
+    for stage in stages.split(","):
+        line = proc.stdout.readline().split()
+        if line[:2] != ["done", stage]:  # the child ended or said something else: say how
+            try:
+                code = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                code = "still running"
+            pytest.fail(f"{stages} for {business_date} failed at {stage} (child said {line!r}, exit code {code}):\n"
+                        f"{_tail(log)}")
+        seconds[stage] = float(line[2])
+        if after_each:
+            after_each(stage)
+        proc.stdin.write("go on\n")
+        proc.stdin.flush()
     out, _ = proc.communicate(timeout=STAGE_TIMEOUT)
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0 and "done" in out, f"{stages} for {business_date} failed:\n{_tail(log)}"
-    return elapsed
+    return seconds
+
+
+def rerun_stages(landing: Path, home: Path, business_date: str, stages: str) -> None:
+    """What a retry after the crash runs, in this process (the test's, not the killed one's): the
+    same functions, the same run id."""
+    from midoffice.config import settings_from
+    from midoffice.contracts import ingest_order
+
+    settings, run_id = settings_from(landing, home), f"run-{business_date}"
+    for stage in stages.split(","):
+        if stage == "ingest":
+            from midoffice.ingest import ingest_feed
+
+            for feed in ingest_order():
+                ingest_feed(settings, business_date, feed, run_id)
+        elif stage == "validate":
+            from midoffice.stages import validate_and_gate
+
+            for feed in ingest_order():
+                validate_and_gate(settings, business_date, feed, run_id)
+        elif stage == "build":
+            from midoffice.warehouse import build_warehouse
+
+            build_warehouse(settings, business_date, run_id)
+        elif stage == "publish":
+            from midoffice.publish import publish
+
+            publish(settings, business_date, run_id)
 
 
 def _snapshot(home: Path, dst: Path) -> Path:
@@ -241,28 +312,33 @@ def reference(tmp_path_factory) -> dict:
     stop = root / "reader.stop"
     with (root / "reader.err").open("w") as reader_err:
         reader = subprocess.Popen(
-            [sys.executable, "-c", READER, str(home / "warehouse" / "marts.duckdb"), str(root / "reader.jsonl"),
+            [sys.executable, "-c", READER, str(home), str(root / "reader.jsonl"),
              str(stop), str(Path(__file__).parent)],
             cwd=REPO, env=_child_env(), stderr=reader_err, text=True,
         )
     views = []  # what a reader may see: each publication's view, in order
     try:
-        snaps, seconds = {}, {}
+        snaps = {}
         run_stages(landing, home, d1, "ingest,validate,build,publish")
         views.append(_view(home))
         snaps["after_d1"] = _snapshot(home, root / "after_d1")
-        seconds["ingest"] = run_stages(landing, home, d2, "ingest")
-        run_stages(landing, home, d2, "validate")
-        snaps["validated"] = _snapshot(home, root / "validated")
-        seconds["build"] = run_stages(landing, home, d2, "build")
-        snaps["built"] = _snapshot(home, root / "built")
-        seconds["publish"] = run_stages(landing, home, d2, "publish")
-        views.append(_view(home))
-        v2_first = table_checksums(home / "warehouse" / "marts.duckdb")
+
+        def after(stage: str) -> None:  # the second date, one child paused after each stage
+            name = {"validate": "validated", "build": "built"}.get(stage)
+            if name:
+                snaps[name] = _snapshot(home, root / name)
+            if stage == "publish":
+                views.append(_view(home))
+
+        seconds = run_stages(landing, home, d2, "ingest,validate,build,publish", after_each=after)
+        v2_first = table_checksums(home)
+        # Publishing d2 again is a restatement: its reason is recorded first, as the rule asks.
+        restate_with_reason(home, d2)
         # The build trials run build then publish in one process. The first build of a date is
         # also the coldest: time a rerun too (same marts, a longer run ledger) and take the
         # faster, so that a trial's delay falls inside the work rather than after it.
-        seconds["build"] = min(seconds["build"] + seconds["publish"], run_stages(landing, home, d2, "build,publish"))
+        again = run_stages(landing, home, d2, "build,publish")
+        seconds["build"] = min(seconds["build"] + seconds["publish"], again["build"] + again["publish"])
         views.append(_view(home))
     finally:
         stop.touch()
@@ -273,14 +349,22 @@ def reference(tmp_path_factory) -> dict:
     seen = [json.loads(line) for line in (root / "reader.jsonl").read_text().splitlines() if line.strip()]
     return {
         "landing": landing, "dates": (d1, d2), "snaps": snaps, "seconds": seconds, "home": home,
-        "v1": table_checksums(snaps["after_d1"] / "warehouse" / "marts.duckdb"),
-        "v2": table_checksums(home / "warehouse" / "marts.duckdb"), "v2_first": v2_first,
+        "v1": table_checksums(snaps["after_d1"]),
+        "v2": table_checksums(home), "v2_first": v2_first,
         "reader_views": seen, "reader_stderr": (root / "reader.err").read_text(), "published_views": views,
     }
 
 
+def restate_with_reason(home: Path, day: str) -> None:
+    """Record the reason a rerun of a published date needs (midoffice restate's function)."""
+    from midoffice.config import Settings
+    from midoffice.restate import record_reason
+
+    record_reason(Settings(landing=Path(home), home=Path(home)), [day], "crash test: the date is published again", by="crash-test")
+
+
 def _view(home: Path) -> dict:
-    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+    con = published(home)
     try:
         return published_counts(con)
     finally:
@@ -320,7 +404,7 @@ def test_a_pipeline_killed_at_a_random_point_leaves_a_whole_version_and_a_rerun_
     where += " (finished before the kill)" if finished else " (killed)"
 
     # Right after the crash: the published warehouse opens and is one whole audited version.
-    published = table_checksums(home / "warehouse" / "marts.duckdb")
+    published = table_checksums(home)
     allowed = {"ingest": [reference["v1"]], "build": [reference["v1"], reference["v2"]],
                "publish": [reference["v1"], reference["v2"]]}[phase]
     if finished:
@@ -329,9 +413,15 @@ def test_a_pipeline_killed_at_a_random_point_leaves_a_whole_version_and_a_rerun_
         t for t in published if all(published[t] != v.get(t) for v in allowed))
     lake_is_readable(home)
 
-    # The rerun converges on exactly what the uninterrupted run published, and cleans up.
-    run_stages(landing, home, d2, rerun)
-    assert table_checksums(home / "warehouse" / "marts.duckdb") == reference["v2"], where
+    # The rerun converges on exactly what the uninterrupted run published, and cleans up. If the
+    # killed publication had committed d2, the rerun publishes it again: a restatement, with a reason.
+    from midoffice.config import Settings
+    from midoffice.lake import published_dates
+
+    if d2 in published_dates(Settings(landing=home, home=home)):
+        restate_with_reason(home, d2)
+    rerun_stages(landing, home, d2, rerun)
+    assert table_checksums(home) == reference["v2"], where
     assert leftovers(home) == [], where
 
 

@@ -26,10 +26,11 @@ def test_dag_files_parse_without_heavy_imports(airflow_home):
     # tasks import them). No time is asserted: a CPU-time bound failed on a slow machine, where
     # parsing the landing DAG alone took over a second (Airflow's own provider imports).
     # One process for all DAG files (importing Airflow is most of its time), checked after each
-    # file: the first file that pulls a heavy module in is the one named.
+    # file: the first file that pulls a heavy module in is the one named. Nor do the DAG files
+    # read the feed contract: their shape cannot depend on how many feeds there are.
     code = "import sys, runpy, airflow.sdk, pendulum\n" + "".join(
         f"runpy.run_path({str(path)!r})\n"
-        f"print({path.name!r}, 'HEAVY_IMPORTS', ','.join(m for m in ('duckdb', 'great_expectations', 'pandas', 'pyarrow') if m in sys.modules))\n"
+        f"print({path.name!r}, 'HEAVY_IMPORTS', ','.join(m for m in ('duckdb', 'great_expectations', 'pandas', 'pyarrow', 'midoffice.contracts') if m in sys.modules))\n"
         for path in DAG_FILES)
     stdout = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=REPO).stdout
@@ -38,40 +39,36 @@ def test_dag_files_parse_without_heavy_imports(airflow_home):
         assert heavy == "", f"{path.name} imports {heavy} at parse time"
 
 
-def test_ingest_dag_wires_every_feed_through_ingest_validate_and_its_gate_asset(airflow_home):
+def test_ingest_dag_is_three_tasks_whatever_the_number_of_feeds(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
-
-    from midoffice.contracts import get_feed, ingest_order
-
-    dag = DagBag(dag_folder=str(REPO / "dags")).dags["midoffice_ingest"]
     from airflow.sdk import CronPartitionTimetable
 
+    dag = DagBag(dag_folder=str(REPO / "dags")).dags["midoffice_ingest"]
     assert isinstance(dag.timetable, CronPartitionTimetable)  # backfill walks its business dates
     assert dag.timetable.key_format == "%Y-%m-%d"
-    for feed in ingest_order():
-        assert f"wait_{feed}" in dag.get_task("business_date").downstream_task_ids
-        ingest = dag.get_task(f"ingest_{feed}")
-        assert f"validate_{feed}" in ingest.downstream_task_ids
-        for dep in get_feed(feed).depends_on:
-            assert f"ingest_{feed}" in dag.get_task(f"ingest_{dep}").downstream_task_ids
-        decided = dag.get_task(f"decided_{feed}")
-        assert decided.upstream_task_ids == {f"validate_{feed}"}
-        assert decided.trigger_rule == "all_done"  # a FAIL gate is a decided gate too
-        assert [a.name for a in decided.outlets] == [f"midoffice_gate_decided__{feed}"]
+    # A date is three task instances, not four a feed: the feeds' wait, ingest, validation and
+    # gates are one unit of retry (one process, Great Expectations imported once).
+    assert {t.task_id for t in dag.tasks} == {"business_date", "feeds", "gates"}
+    assert dag.get_task("business_date").downstream_task_ids == {"feeds"}
+    feeds = dag.get_task("feeds")
+    assert feeds.downstream_task_ids == {"gates"}
+    assert feeds.mode == "reschedule"  # waiting for late files holds no worker slot
+    assert feeds.retries == 2 and not feeds.soft_fail  # a fault is retried, never skipped as if late
+    assert [a.name for a in feeds.outlets] == ["midoffice_gates_decided"]
+    gates = dag.get_task("gates")
+    assert gates.retries == 0  # a failed gate is red; bad data does not improve by retrying
 
 
-def test_warehouse_dag_is_started_by_the_gate_assets_of_one_business_date(airflow_home):
+def test_warehouse_dag_is_started_by_the_gates_of_one_business_date(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.sdk import PartitionedAssetTimetable
-
-    from midoffice.contracts import ingest_order
+    from airflow.sdk import Asset, PartitionedAssetTimetable
 
     bag = DagBag(dag_folder=str(REPO / "dags"))
     dag = bag.dags["midoffice_warehouse"]
     assert isinstance(dag.timetable, PartitionedAssetTimetable)
-    names = {a.name for a in dag.timetable.asset_condition.objects}
-    assert names == {f"midoffice_gate_decided__{f}" for f in ingest_order()}
-    assert type(dag.timetable.asset_condition).__name__ == "AssetAll"  # every feed, not any
+    # one event a date, emitted once every feed's gate is decided (whatever the number of feeds)
+    assert isinstance(dag.timetable.asset_condition, Asset)
+    assert dag.timetable.asset_condition.name == "midoffice_gates_decided"
     assert dag.max_active_runs == 1
     assert dag.get_task("build_warehouse").pool == "midoffice_warehouse"
     assert dag.get_task("publish").pool == "midoffice_warehouse"

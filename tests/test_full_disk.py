@@ -1,5 +1,6 @@
-"""A publication that fails on a full disk leaves the published warehouse as it was and no
-temporary file behind, and the failure is where `midoffice status` reads it (issue 22).
+"""A publication that fails on a full disk leaves the published lake as it was (same version,
+same marts) and no data file of the failed commit behind, and the failure is where
+`midoffice status` reads it (issue 22).
 
 The warehouse folder is a small tmpfs, filled so that the next publication cannot be written:
 a real full disk, not a simulated error. Needs the right to mount (root); skipped otherwise.
@@ -19,8 +20,24 @@ from conftest import generate_landing, run_stages
 DATES = ["2026-03-02", "2026-03-03", "2026-03-04"]
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def published_state(settings) -> tuple[int, str]:
+    """The lake's current version and a hash of every published table's rows (what readers see)."""
+    from midoffice import lake
+
+    con = lake.reader(settings)
+    try:
+        digest = hashlib.sha256()
+        for (table,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = ? "
+                                    "AND schema_name = 'main' ORDER BY 1", [lake.LAKE]).fetchall():
+            rows = con.execute(f'SELECT * FROM "{table}"').fetchall()
+            digest.update(f"{table}:{sorted(map(repr, rows))}".encode())
+        return lake.current_version(con), digest.hexdigest()
+    finally:
+        con.close()
+
+
+def data_files(settings) -> set[Path]:
+    return {p for p in settings.lake_data_path.rglob("*") if p.is_file()}
 
 
 @pytest.fixture()
@@ -49,7 +66,7 @@ def test_a_publication_that_fails_on_a_full_disk_leaves_no_temporary_file_and_sh
     shutil.copytree(settings.warehouse_dir, small_disk / "warehouse")
     shutil.rmtree(settings.warehouse_dir)
     settings.warehouse_dir.symlink_to(small_disk / "warehouse")
-    published = sha(settings.published_db)
+    published = published_state(settings)
     free = shutil.disk_usage(small_disk).free
     with open(small_disk / "filler", "wb") as fh:
         fh.write(b"\0" * (free - 4096))
@@ -65,12 +82,12 @@ def test_a_publication_that_fails_on_a_full_disk_leaves_no_temporary_file_and_sh
 
     build_warehouse(settings, DATES[2], "run-3")
     free = shutil.disk_usage(small_disk).free
-    with open(small_disk / "filler", "wb") as fh:  # ...and for the run ledger, not for the new file (8 MB)
-        fh.write(b"\0" * (free - 2 * 2**20))
+    files_before = data_files(settings)
+    with open(small_disk / "filler", "wb") as fh:  # ...and for the run ledger, not for the new data files
+        fh.write(b"\0" * (free - 64 * 2**10))
     with pytest.raises(Exception, match="No space left on device"):
         publish(settings, DATES[2], "run-3")
-    leftovers = sorted(p.name for p in (small_disk / "warehouse").iterdir() if p.name.startswith("marts.next-"))
-    assert leftovers == []
-    assert sha(settings.published_db) == published  # readers still have the previous version
+    assert data_files(settings) == files_before  # the failed commit's data files are not left behind
+    assert published_state(settings) == published  # readers still have the previous version
     failed = {s.business_date: s for s in date_statuses(settings)}[DATES[2]]
     assert failed.outcome == NOT_PUBLISHED and [r.stage for r in failed.failed_stages] == ["publish"]

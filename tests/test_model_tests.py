@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO, generate_landing
+from conftest import published as open_lake, REPO, generate_landing
 
 DATES = ["2026-01-05", "2026-01-06"]
 
@@ -52,7 +52,7 @@ def rewrite_feed_file(landing: Path, day: str, feed: str, file: str, edit) -> No
 
 
 def published_dates(home: Path, mart: str, column: str) -> list[str]:
-    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+    con = open_lake(home / "warehouse" / "marts.duckdb")
     try:
         return [str(d) for (d,) in con.execute(f"SELECT DISTINCT {column} FROM {mart} ORDER BY 1").fetchall()]
     finally:
@@ -168,7 +168,7 @@ def test_a_new_mart_is_one_sql_and_one_yml(landing, tmp_path, monkeypatch):
     settings = settings_from(landing, tmp_path / "home")
     summary = build_date(settings, DATES[0])
     assert summary["built"]["zz_book_gross"] > 0
-    con = duckdb.connect(str(settings.published_db), read_only=True)
+    con = open_lake(settings.home)
     try:
         rows = con.execute("SELECT count(*), sum(gross_usd) FROM zz_book_gross WHERE as_of_date = ?",
                            [DATES[0]]).fetchone()
@@ -212,7 +212,7 @@ def test_an_intermediate_model_is_built_read_and_never_published(landing, tmp_pa
                                "WHERE as_of_date = ?", [DATES[0]]).fetchone()
     finally:
         build.close()
-    published = duckdb.connect(str(settings.published_db), read_only=True)
+    published = open_lake(settings.home)
     try:
         tables = {t for (t,) in published.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         exposure = published.execute("SELECT count(*), sum(market_value_usd) FROM risk_exposure "

@@ -21,7 +21,9 @@ STRONG_KEY = "k" * 32
 
 
 def run_cli(*args: str, **env_changes: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MIDOFFICE_PSEUDONYM_KEY", "MIDOFFICE_DEVELOPMENT_KEY")}
+    # Without the test session's Airflow settings: the run's own (<home>/airflow), as a user has.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MIDOFFICE_PSEUDONYM_KEY", "MIDOFFICE_DEVELOPMENT_KEY") and not k.startswith("AIRFLOW")}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     return subprocess.run([sys.executable, "-m", "midoffice.cli", *args], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=300)
@@ -44,6 +46,8 @@ def test_a_sample_marker_planted_in_the_landing_does_not_unlock_the_development_
     assert "no pseudonymisation key" in run.stderr and "--development-key" in run.stderr
     assert "Traceback" not in run.stderr
     assert not (home / "warehouse").exists() and not (home / "lake").exists()
+    # refused before Airflow was prepared: no key can come from a metadata DB that does not exist
+    assert not (home / "airflow").exists()
 
 
 def test_the_development_key_is_the_operators_explicit_choice(planted_landing, monkeypatch):
@@ -70,3 +74,4 @@ def test_a_key_with_less_than_32_bytes_is_refused_with_how_to_make_one(planted_l
     assert f"has {len(weak)} bytes; it needs at least 32" in run.stderr
     assert "secrets.token_hex(32)" in run.stderr
     assert "Traceback" not in run.stderr
+    assert not (tmp_path / "home" / "airflow").exists()  # the environment's key wins: refused before Airflow

@@ -1,7 +1,9 @@
 """Attacks on `midoffice query` as an analyst could make them (issue 22): each must do no harm.
 
-The published warehouse here is a real DuckDB file on disk with one small mart, written the way
-publication leaves it (checkpointed, no WAL); the query path under attack is the product's own.
+The published warehouse here is a real lake on disk (midoffice.lake: the SQLite catalog and its
+Parquet data files) with one small mart, committed the way publication commits; the query path
+under attack is the product's own. "No harm" is checked on every file of the home: none changed,
+none added.
 """
 
 from __future__ import annotations
@@ -20,16 +22,37 @@ from conftest import REPO
 
 @pytest.fixture()
 def home(tmp_path: Path) -> Path:
+    from midoffice import lake
+    from midoffice.config import Settings
+
     home = tmp_path / "home"
-    (home / "warehouse").mkdir(parents=True)
-    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"))
-    con.execute("CREATE TABLE risk_exposure AS SELECT range AS n, range * 1.5 AS market_value_usd FROM range(100)")
+    settings = Settings(landing=home, home=home)
+    con = duckdb.connect()
+    lake.attach(con, settings)
+    con.execute("BEGIN TRANSACTION")
+    con.execute(f"CREATE TABLE {lake.LAKE}.risk_exposure AS "
+                "SELECT range AS n, range * 1.5 AS market_value_usd FROM range(100)")
+    con.execute(f"CALL {lake.LAKE}.set_commit_message(?, 'publish', extra_info => '{{}}')", [lake.AUTHOR])
+    con.execute("COMMIT")
     con.close()
+    lake.reader(settings).close()  # as in any live home, a reader has opened the catalog (its -wal, -shm)
     return home
 
 
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def files(home: Path) -> dict[Path, str]:
+    """Every file of the home (the catalog, its WAL, the data files) and its content's hash. Not
+    the catalog's -shm: SQLite's shared-memory index of the WAL, which every reader updates and
+    which holds no data."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(home.rglob("*"))
+            if p.is_file() and not p.name.endswith("-shm")}
+
+
+def catalog(home: Path) -> Path:
+    return home / "warehouse" / "lake.sqlite"
+
+
+def data_files(home: Path) -> list[Path]:
+    return sorted((home / "warehouse").rglob("*.parquet"))
 
 
 def query(sql: str, home: Path, fmt: str = "table", **bounds) -> tuple[int, str]:
@@ -39,15 +62,14 @@ def query(sql: str, home: Path, fmt: str = "table", **bounds) -> tuple[int, str]
     return run_query(sql, str(home), fmt, out=out, **bounds), out.getvalue()
 
 
-def test_copy_over_the_published_warehouse_and_its_wal_is_refused(home, capsys):
-    db = home / "warehouse" / "marts.duckdb"
-    before = sha(db)
-    for target in (db, Path(str(db) + ".wal")):
+def test_copy_over_the_catalog_its_wal_and_a_data_file_is_refused(home, capsys):
+    before = files(home)
+    assert catalog(home) in before and data_files(home)
+    for target in (catalog(home), Path(str(catalog(home)) + "-wal"), data_files(home)[0]):
         code, _ = query(f"COPY (SELECT 'pwned' AS x) TO '{target}' (FORMAT csv, USE_TMP_FILE false)", home)
         assert code == 2
         assert "not COPY" in capsys.readouterr().err
-    assert sha(db) == before
-    assert not Path(str(db) + ".wal").exists()
+    assert files(home) == before
     assert query("SELECT count(*) AS n FROM risk_exposure", home, "csv") == (0, "n\n100\n")
 
 
@@ -71,12 +93,11 @@ def test_copy_over_the_published_warehouse_and_its_wal_is_refused(home, capsys):
     "EXPLAIN SELECT 1",
 ])
 def test_every_statement_that_is_not_a_single_select_is_refused_before_it_runs(home, sql, capsys):
-    before = sha(home / "warehouse" / "marts.duckdb")
+    before = files(home)
     code, out = query(sql, home)
     assert (code, out) == (2, "")
     assert "query refused" in capsys.readouterr().err
-    assert sha(home / "warehouse" / "marts.duckdb") == before
-    assert [p for p in home.rglob("*") if p.is_file()] == [home / "warehouse" / "marts.duckdb"]
+    assert files(home) == before  # nothing changed, nothing added
 
 
 @pytest.mark.parametrize("sql", ["SELECT 42 AS answer", "SUMMARIZE risk_exposure",
@@ -131,8 +152,10 @@ def test_the_duckdb_command_the_readme_gives_is_installed_and_reads_the_warehous
     duckdb_cli = Path(sys.executable).with_name("duckdb")
     assert duckdb_cli.is_file(), "duckdb-cli is not installed in this environment (pyproject dependency)"
     readme = (REPO / "README.md").read_text()
-    assert ".venv/bin/duckdb -readonly" in readme
-    run = subprocess.run([str(duckdb_cli), "-readonly", "-csv", str(home / "warehouse" / "marts.duckdb"),
-                          "-c", "SELECT count(*) AS n FROM risk_exposure"], capture_output=True, text=True)
+    assert '.venv/bin/duckdb -cmd "$(.venv/bin/midoffice versions --attach' in readme
+    attach = subprocess.run([sys.executable, "-m", "midoffice.cli", "versions", "--attach", "--home", str(home)],
+                            capture_output=True, text=True, cwd=REPO, check=True).stdout  # the README's one-liner
+    run = subprocess.run([str(duckdb_cli), "-csv", "-cmd", attach, "-c", "SELECT count(*) AS n FROM risk_exposure"],
+                         capture_output=True, text=True)
     assert (run.returncode, run.stdout) == (0, "n\n100\n"), run.stderr
     assert duckdb.__version__ in subprocess.run([str(duckdb_cli), "-version"], capture_output=True, text=True).stdout

@@ -10,13 +10,19 @@ from midoffice.report.charts import MEASURE, STATUS, Bar, Series, hbar_chart, st
 from midoffice.report.formats import plural
 from midoffice.report.render import render
 from midoffice.report.view import Figure, Section, Source, Table, Tile, Value, data_table
+from midoffice.signoff import state_of
 
 
-def _page(sections: list[Section], tiles: list[Tile] = ()) -> str:
+SIGNED_ON_5 = [{"effective_date": "2026-01-07", "version": 5, "action": "PREPARE", "by": "ann", "at": "t1"},
+               {"effective_date": "2026-01-07", "version": 5, "action": "SIGN", "by": "bob", "at": "t2"}]
+
+
+def _page(sections: list[Section], tiles: list[Tile] = (), signoffs: list[dict] = ()) -> str:
     return render("pack.html.j2", d="2026-01-07", run_id="run-<1>", tiles=list(tiles), sections=sections,
-                  nav=[(s.sid, s.title) for s in sections],
-                  publication={"run_id": "manual__x", "business_date": "2026-01-07",
-                               "published_at": "2026-01-07 19:02", "generation": 7})
+                  nav=[(s.sid, s.title) for s in sections], restated=[],
+                  publication={"run_id": "manual__x", "business_date": "2026-01-08", "version": 7,
+                               "published_at": "2026-01-08 19:02", "date_version": 5},
+                  signoff=state_of(list(signoffs), "2026-01-07", 5))
 
 
 def test_templates_are_package_data():
@@ -34,7 +40,12 @@ def test_text_from_the_warehouse_is_escaped():
 def test_header_shows_the_date_and_publication_and_the_run_id_only_in_the_footer():
     page = _page([])
     header = page[page.index("<header>"):page.index("</header>")]
-    assert "2026-01-07" in header and "generation 7" in header and "2026-01-07 19:02 UTC" in header
+    assert "2026-01-07" in header and "version 7" in header and "2026-01-08 19:02 UTC" in header
+    # the pack's date was last published in an earlier version than the latest one: both are named
+    assert "2026-01-07 as published in version 5" in header
+    assert "Sign-off: <b>NONE</b>" in header
+    signed = _page([], signoffs=SIGNED_ON_5)
+    assert "by bob (prepared by ann) on version 5" in signed[:signed.index("</header>")]
     assert "manual__x" not in header and "run-" not in header
     footer = page[page.index("<footer>"):page.index("</footer>")]
     assert "manual__x" in footer and "run-&lt;1&gt;" in footer
@@ -86,3 +97,22 @@ def test_a_late_file_is_a_warning_chip_not_a_green_one():
     assert chip("PASS", "ON_TIME").status == "OK"
     assert chip("PASS", "LATE").status == "WARNING"
     assert chip("FAIL", "LATE").status == "BREACH"
+
+
+def test_quarantined_records_are_amber_and_breaches_red():
+    """A tile counting what went wrong: quarantined records are a warning (the feed still passed
+    its gate), limits in breach a failed control; none of either is OK. Read from a real
+    kpi_daily table in DuckDB, as the pack reads it."""
+    import duckdb
+
+    from midoffice.report.queries import Pack
+    from midoffice.report.sections import kpi_tiles
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE kpi_daily (business_date DATE, quarantined_rows BIGINT, limits_breach BIGINT)")
+    con.execute("INSERT INTO kpi_daily VALUES (DATE '2026-01-05', 3, 2), (DATE '2026-01-06', 0, 0)")
+    columns = {"kpi_daily": {"business_date", "quarantined_rows", "limits_breach"}}
+    for d, quarantined, breach in (("2026-01-05", "WARNING", "BREACH"), ("2026-01-06", "OK", "OK")):
+        tiles = {t.key: t for t in kpi_tiles(Pack(con, d, columns), {})}
+        assert (tiles["quarantined_rows"].status, tiles["limits_breach"].status) == (quarantined, breach), d
+        assert status_color(tiles["quarantined_rows"].status) == STATUS[quarantined]

@@ -6,7 +6,7 @@
   (tests/oracles/risk.py) from the delivered landing FILES (csv, pyarrow for the Parquet
   prices), never from the project's SQL or core tables: on the shared 8-date sample run, and on
   a small hand-made fixture (a generated landing whose prices crash harder every day, with a
-  short VaR window) where the backtest is forced from GREEN into YELLOW.
+  short VaR window) where the backtest counts an exception a date (no zone before 250 observations).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from conftest import REPO, generate_landing
+from conftest import published, REPO, generate_landing
 from oracles.risk import (
     quantile, shortfall, _csv, Feeds, independent_var, independent_concentration, independent_limits,
     independent_backtest,
@@ -53,10 +53,10 @@ def run_var_sql(vectors: dict[str, list[tuple[str, str, float]]], as_of: str) ->
     con = duckdb.connect()
     try:
         con.execute("SET VARIABLE as_of_date = CAST(? AS DATE)", [as_of])
-        con.execute("CREATE TABLE risk_var_scenarios (as_of_date DATE, portfolio VARCHAR, scenario_date DATE, "
-                    "previous_date DATE, pnl_usd DOUBLE, pnl_rank BIGINT)")
-        rows = [(as_of, p, s, prev, v, None) for p, vec in vectors.items() for prev, s, v in vec]
-        con.executemany("INSERT INTO risk_var_scenarios VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("CREATE TABLE risk_var_scenarios (as_of_date DATE, portfolio VARCHAR, scenario_set VARCHAR, "
+                    "scenario_date DATE, previous_date DATE, pnl_usd DOUBLE, pnl_rank BIGINT)")
+        rows = [(as_of, p, "VAR", s, prev, v, None) for p, vec in vectors.items() for prev, s, v in vec]
+        con.executemany("INSERT INTO risk_var_scenarios VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         cur = con.execute((TRANSFORMS / "risk_var.sql").read_text())
         cols = [d[0] for d in cur.description]
         return {r[cols.index("portfolio")]: dict(zip(cols, r)) for r in cur.fetchall()}
@@ -108,7 +108,7 @@ def test_the_tail_size_is_exact_when_q_times_n_is_a_whole_number(n):
 # --- reading the marts ----------------------------------------------------------------------------
 
 def mart(db: Path, name: str, key: tuple[str, ...]) -> dict[tuple, dict]:
-    con = duckdb.connect(str(db), read_only=True)
+    con = published(db)
     try:
         cur = con.execute(f"SELECT * FROM {name}")
         cols = [c[0] for c in cur.description]
@@ -137,7 +137,7 @@ def near_boundary(util: float | None, warn: float) -> bool:
 
 def check_var(db: Path, feeds: Feeds, dates: list[str], n: int) -> dict[tuple[str, str], dict]:
     got = mart(db, "risk_var", ("as_of_date", "portfolio"))
-    scen = mart(db, "risk_var_scenarios", ("as_of_date", "portfolio", "scenario_date"))
+    scen = mart(db, "risk_var_scenarios", ("as_of_date", "portfolio", "scenario_set", "scenario_date"))
     expected_all = {}
     for d in dates:
         expected = independent_var(feeds, d, n)
@@ -151,8 +151,8 @@ def check_var(db: Path, feeds: Feeds, dates: list[str], n: int) -> dict[tuple[st
             for col in ("var_95", "var_99", "es_95", "es_975", "es_99"):
                 assert row[col] == pytest.approx(e[col], rel=1e-9, abs=1e-3), (d, p, col)
             for s, value in e["pnl"].items():
-                assert scen[(d, p, s)]["pnl_usd"] == pytest.approx(value, rel=1e-9, abs=1e-3), (d, p, s)
-        assert sum(1 for (dd, _, _) in scen if dd == d) == n * len(expected)
+                assert scen[(d, p, "VAR", s)]["pnl_usd"] == pytest.approx(value, rel=1e-9, abs=1e-3), (d, p, s)
+        assert sum(1 for (dd, _, ss, _) in scen if dd == d and ss == "VAR") == n * len(expected)
     return expected_all
 
 
@@ -205,7 +205,8 @@ def test_limit_utilisation_equals_an_independent_computation_and_a_breach_comes_
         assert row["scope_id"] == e["scope_id"]
         assert row["limit_value"] == e["limit_value"] and row["warning_pct"] == e["warning_pct"]
         assert row["exposure"] == pytest.approx(e["exposure"], rel=1e-9, abs=1e-3), key
-        assert row["utilisation"] == pytest.approx(e["utilisation"], rel=1e-9), key
+        # the exposure's own tolerance carried over: a DV01 is a sum of micro-dollar-rounded terms
+        assert row["utilisation"] == pytest.approx(e["utilisation"], rel=1e-9, abs=1e-3 / e["limit_value"]), key
         if not near_boundary(e["utilisation"], e["warning_pct"]):
             assert row["status"] == e["status"], key
             assert row["consecutive_breach_days"] == e["consecutive_breach_days"], key
@@ -244,7 +245,8 @@ def test_var_backtest_equals_an_independent_computation(sample):
         row = got[key]
         assert row["previous_date"] == e["previous_date"]
         assert row["hypothetical_pnl_usd"] == pytest.approx(e["hypothetical_pnl_usd"], rel=1e-9, abs=1e-3), key
-        assert row["var_99"] == pytest.approx(e["var_99"], rel=1e-9), key
+        # exact decimal sums of micro-dollar terms: a small inventory's VaR carries a few 1e-6 of them
+        assert row["var_99"] == pytest.approx(e["var_99"], rel=1e-9, abs=1e-4), key
         if abs(-e["hypothetical_pnl_usd"] - e["var_99"]) > 1e-6 * e["var_99"]:
             assert row["exception"] == e["exception"], key
             assert (row["observations"], row["exceptions_250"], row["zone"]) == \
@@ -256,7 +258,8 @@ def test_var_backtest_equals_an_independent_computation(sample):
 CRASH_START = "2026-03-02"
 CRASH_DAYS = 6           # the first date, then five dates on which prices fall harder each day
 CRASH_SCENARIOS = 20     # a short VaR window (Settings.var_scenarios)
-RISK_FEEDS = ["books", "instruments", "prices", "fx_rates", "limits", "clients", "positions"]
+RISK_FEEDS = ["books", "instruments", "prices", "fx_rates", "limits", "clients", "positions", "control_parameters",
+              "stress_scenarios"]
 
 
 def _rewrite_prices(landing: Path, day: str, table) -> None:
@@ -332,7 +335,7 @@ def crash(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_a_crash_turns_the_backtest_yellow(crash):
+def test_a_crash_counts_backtest_exceptions_with_no_zone_before_250_observations(crash):
     dates, feeds = crash["dates"], crash["feeds"]
     # the gaps were real: on the third date the books value those instruments at an older close
     exposure = mart(crash["db"], "risk_exposure", ("as_of_date", "holder_type", "holder_id", "instrument_id"))
@@ -345,13 +348,15 @@ def test_a_crash_turns_the_backtest_yellow(crash):
     for key, e in expected.items():
         row = got[key]
         assert row["hypothetical_pnl_usd"] == pytest.approx(e["hypothetical_pnl_usd"], rel=1e-9, abs=1e-3), key
-        assert row["var_99"] == pytest.approx(e["var_99"], rel=1e-9), key
+        # exact decimal sums of micro-dollar terms: a small inventory's VaR carries a few 1e-6 of them
+        assert row["var_99"] == pytest.approx(e["var_99"], rel=1e-9, abs=1e-4), key
         assert (row["exception"], row["observations"], row["exceptions_250"], row["zone"]) == \
             (e["exception"], e["observations"], e["exceptions_250"], e["zone"]), key
     firm = [got[(d, "FIRM")] for d in dates[1:]]
     assert all(r["exception"] for r in firm), firm
     assert [r["exceptions_250"] for r in firm] == [1, 2, 3, 4, 5]
-    assert [r["zone"] for r in firm] == ["GREEN"] * 4 + ["YELLOW"]
+    # five exceptions would be YELLOW on 250 observations; on these few there is no zone yet (DOMAIN §12)
+    assert [(r["zone"], r["observations"]) for r in firm] == [("INSUFFICIENT_HISTORY", n) for n in range(1, 6)]
 
 
 @pytest.mark.slow

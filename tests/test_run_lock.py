@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO, generate_landing
 
-# with_sample_run: `make test` runs this module in the sample run's process, to balance the two.
-pytestmark = pytest.mark.with_sample_run
+
+
 
 DAY = "2026-03-02"
 HOLDER = r"""

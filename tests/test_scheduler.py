@@ -7,23 +7,25 @@ Two deployments of the same DAGs:
 - CeleryExecutor with Redis as broker, PostgreSQL as metadata DB and two Celery workers (the
   deployment docker-compose.yml describes), using the PostgreSQL and Redis on 127.0.0.1.
 
-The flow under test: the watcher triggers `midoffice_ingest` per date; its `decided_<feed>`
-tasks emit gate-asset events keyed by the business date; Airflow starts `midoffice_warehouse`
-for a date once every feed's key is in (PartitionedAssetTimetable).
+The flow under test: the watcher triggers `midoffice_ingest` per date; its `feeds` task decides
+every feed's gate and emits one gates-asset event keyed by the business date; Airflow starts
+`midoffice_warehouse` for that date (PartitionedAssetTimetable). The deployment's local settings
+preload the heavy libraries in the scheduler and the Celery workers (midoffice.preload).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from airflow_cluster import AirflowCluster, service_reachable
-from conftest import generate_landing, run_pipeline
-from test_crash import table_checksums
+from airflow_cluster import DISTRIBUTED_SETTINGS, AirflowCluster, service_reachable
+from conftest import REPO, published as open_lake, generate_landing, run_pipeline
+from test_crash import NOT_COMPARED, table_checksums
 
 from midoffice.contracts import feed_names
 
@@ -134,8 +136,15 @@ def _check_watcher_runs(cluster: AirflowCluster, dates: list[str] = DATES) -> li
     return warehouse
 
 
-def _check_published(home: Path, dates: list[str] = DATES) -> None:
-    con = duckdb.connect(str(home / "warehouse" / "marts.duckdb"), read_only=True)
+def _check_published(home: Path, dates: list[str] = DATES, lake_env: dict[str, str] | None = None) -> None:
+    if lake_env:  # the lake as the cluster's processes configured it (a PostgreSQL catalog)
+        from midoffice.config import Settings
+        from midoffice.lake import reader
+
+        con = reader(Settings(landing=home, home=home, lake_catalog=lake_env["MIDOFFICE_LAKE_CATALOG"],
+                              lake_data=lake_env["MIDOFFICE_LAKE_DATA"]))
+    else:
+        con = open_lake(home)
     try:
         published = [str(r[0]) for r in con.execute("SELECT DISTINCT as_of_date FROM risk_exposure ORDER BY 1").fetchall()]
         gates = con.execute("SELECT count(*) FILTER (WHERE gate = 'PASS'), count(*) FROM dq_feed_health").fetchone()
@@ -163,10 +172,10 @@ def test_local_executor_runs_dropped_dates_and_backfills_give_the_one_by_one_mar
     # The reference: the same dates one by one, in-process (`midoffice run`: the same DAG code).
     reference = tmp_path / "reference"
     assert all(o.ok for o in run_pipeline(landing, reference, DATES))
-    expected = table_checksums(reference / "warehouse" / "marts.duckdb")
+    expected = table_checksums(reference)
 
     home = tmp_path / "home"
-    marts = home / "warehouse" / "marts.duckdb"
+    marts = home
     cluster = AirflowCluster(root=tmp_path / "cluster", landing=landing, home=home)
     try:
         cluster.start()
@@ -180,6 +189,13 @@ def test_local_executor_runs_dropped_dates_and_backfills_give_the_one_by_one_mar
         # 2. Backfill over the range: runs with partition key = business date, dates in order.
         #    (The watcher's runs carry the date in their conf, not as a partition key, so backfill
         #    does not count them as done: the dates run again, and must come out the same.)
+        #    They are published: running them again is a restatement, whose reason is recorded
+        #    first (`midoffice restate`, as an operator does before triggering a scheduler rerun).
+        for day in DATES:
+            restate = subprocess.run([sys.executable, "-m", "midoffice.cli", "restate", "--date", day, "--reason",
+                                      "backfill over the watcher's dates", "--by", "ops", "--home", str(home)],
+                                     capture_output=True, text=True, cwd=REPO)
+            assert restate.returncode == 0, restate.stderr
         _backfill(cluster, DATES[0], DATES[-1])
         _wait_for_backfills(cluster)
         warehouse = _wait_for_warehouse_runs(cluster, 2 * len(DATES))
@@ -187,6 +203,18 @@ def test_local_executor_runs_dropped_dates_and_backfills_give_the_one_by_one_mar
         assert [(r["partition_key"], r["state"]) for r in backfilled] == [(d, "success") for d in DATES]
         assert [(r["partition_key"], r["state"]) for r in warehouse[len(DATES):]] == [(d, "success") for d in DATES]
         assert table_checksums(marts) == expected
+        # ...recorded as restatements that changed no row, with the reason given
+        con = open_lake(home)
+        try:
+            # the run ledger (pipeline_runs) records which run did what: it differs by design, as in
+            # the checksums above
+            restated = con.execute("SELECT as_of_date::VARCHAR, sum(rows_added + rows_removed + rows_changed) "
+                                   "FILTER (WHERE NOT list_contains(?, mart)), "
+                                   "bool_and(reason LIKE '%backfill over the watcher%') FROM restatements "
+                                   "GROUP BY 1 ORDER BY 1", [sorted(NOT_COMPARED)]).fetchall()
+        finally:
+            con.close()
+        assert restated == [(d, 0, True) for d in DATES]
 
         # 3. Without --reprocess-behavior, dates a backfill has run are not run again. (Running them
         #    again, `--reprocess-behavior completed`, is Airflow's; that a date run again gives the
@@ -228,21 +256,27 @@ def test_celery_executor_with_two_workers_redis_and_postgres(tmp_path):
     # distributed deployment (the suite's time budget: each date is ~50 task processes).
     dates = DATES[:1]
     landing = _drop_dates(tmp_path, dates)
-    database = _postgres_database()
+    database, lake_database = _postgres_database(), _postgres_database()
+    # the distributed deployment's lake: its catalog in PostgreSQL, its data files on a path every worker reaches
+    lake_env = {"MIDOFFICE_LAKE_CATALOG": f"postgresql://postgres@127.0.0.1:5432/{lake_database}",
+                "MIDOFFICE_LAKE_DATA": str(tmp_path / "shared" / "lake_data"),
+                "MIDOFFICE_ACTIONS_URL": f"postgresql://postgres@127.0.0.1:5432/{lake_database}"}
+    assert set(lake_env) == set(DISTRIBUTED_SETTINGS)  # what docker-compose.yml sets (tests/test_compose.py)
     redis_db = 1 + int(uuid.uuid4().int % 14)
     cluster = AirflowCluster(
         root=tmp_path / "cluster", landing=landing, home=tmp_path / "home",
         executor="CeleryExecutor",
         sql_alchemy_conn=f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
         broker_url=f"redis://127.0.0.1:6379/{redis_db}",
-        workers=2,
+        workers=2, extra_env=lake_env,
     )
     try:
         cluster.start()
         _wait_for(cluster, "watcher-triggered ingest runs",
                   lambda: sum(_finished(r) for r in _runs(cluster, INGEST) if _date_of(r) in dates) == len(dates))
         warehouse = _check_watcher_runs(cluster, dates)
-        _check_published(cluster.home, dates)
+        _check_published(cluster.home, dates, lake_env)
+        assert not (cluster.home / "warehouse" / "lake.sqlite").exists()  # no embedded catalog was made
         hosts = set()
         runs = [(INGEST, r) for r in _runs(cluster, INGEST) if _date_of(r) in dates] + [(WAREHOUSE, r) for r in warehouse]
         for dag_id, run in runs:
@@ -251,3 +285,4 @@ def test_celery_executor_with_two_workers_redis_and_postgres(tmp_path):
     finally:
         cluster.stop()
         _drop_postgres_database(database)
+        _drop_postgres_database(lake_database)

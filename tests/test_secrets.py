@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import generate_landing, run_pipeline
+from conftest import published as open_lake, generate_landing, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -237,7 +237,7 @@ def test_the_run_used_the_configured_key(secret_run):
     ids = [json.loads(line)["client_id"] for line in
            (secret_run["landing"] / "2026-06-01" / "clients.jsonl").read_text().splitlines() if line.strip()]
     expected = {hmac.new(PSEUDONYM_KEY.encode(), i.encode(), hashlib.sha256).hexdigest()[:20] for i in ids}
-    con = duckdb.connect(str(secret_run["home"] / "warehouse" / "marts.duckdb"), read_only=True)
+    con = open_lake(secret_run["home"] / "warehouse" / "marts.duckdb")
     try:
         published = {r[0] for r in con.execute("SELECT DISTINCT client_key FROM client_dim").fetchall()}
     finally:
@@ -256,8 +256,9 @@ def test_the_run_used_the_smtp_password(secret_run):
 def test_no_secret_is_stored_anywhere_under_the_home_or_airflow(secret_run):
     hits, searched = find_secrets(secret_run["home"], secret_run["airflow_home"])
     assert hits == [], hits[:20]
-    # The search covered what the run wrote: the lake, both warehouse files, Airflow's database.
-    assert searched.get("parquet", 0) >= 20 and searched.get("duckdb", 0) >= 2 and searched.get("sqlite", 0) >= 1
+    # The search covered what the run wrote: the lake (its Parquet files and SQLite catalog), the
+    # build warehouse, Airflow's database.
+    assert searched.get("parquet", 0) >= 20 and searched.get("duckdb", 0) >= 1 and searched.get("sqlite", 0) >= 2
     assert any((secret_run["home"] / "reports").rglob("*.html"))
 
 

@@ -1,17 +1,14 @@
 -- What each client brought in and cost this month, as known on the business date: commission
--- revenue of its trades dated in the month (revenue_daily), the cost of the sales and marketing
+-- revenue of its trades dated in the month (int_client_revenue_mtd), the cost of the sales and marketing
 -- touches it received (client_activity), the difference, and its rank within its segment.
 WITH month_start AS (
     SELECT date_trunc('month', getvariable('as_of_date'))::DATE AS d
 ),
 
 revenue AS (
-    SELECT member AS client_key, CAST(sum(CAST(revenue_change_usd AS DECIMAL(38, 12))) AS DOUBLE) AS revenue_usd, sum(trades_change) AS trades
-    FROM main.revenue_daily
-    WHERE dimension = 'CLIENT'
-      AND business_date BETWEEN (SELECT d FROM month_start) AND getvariable('as_of_date')
-      AND trade_date >= (SELECT d FROM month_start)
-    GROUP BY member
+    SELECT client_key, revenue_usd, trades
+    FROM main.int_client_revenue_mtd
+    WHERE as_of_date = getvariable('as_of_date')
 ),
 
 touches AS (
@@ -27,7 +24,7 @@ activity_cost AS (
 ),
 
 segments AS (
-    SELECT client_key, segment
+    SELECT client_key, segment, relationship_manager_id
     FROM main.client_dim
     WHERE as_of_date = getvariable('as_of_date') AND is_current
 ),
@@ -48,6 +45,7 @@ final AS (
         (SELECT d FROM month_start) AS month,
         c.client_key,
         s.segment,
+        s.relationship_manager_id,
         c.revenue_usd,
         c.activity_cost_usd,
         c.revenue_usd - c.activity_cost_usd AS contribution_usd,

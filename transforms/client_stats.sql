@@ -1,6 +1,8 @@
 -- Client demographics, churn, wealth and activity by segment × country × age band, month to date
 -- as known on the business date. Clients are grouped by their attributes on the date (a client
--- that changed segment counts in its new segment for every figure, churn included).
+-- that changed segment counts in its new segment for every figure, churn included). Each
+-- segment's total and the firm's are rows too ('ALL'); a row of fewer than MIN_CELL_CLIENTS
+-- clients is suppressed (DOMAIN §10.4).
 WITH month_start AS (
     SELECT date_trunc('month', getvariable('as_of_date'))::DATE AS d
 ),
@@ -32,12 +34,9 @@ status_at_month_start AS (
 ),
 
 revenue AS (
-    SELECT member AS client_key, CAST(sum(CAST(revenue_change_usd AS DECIMAL(38, 12))) AS DOUBLE) AS revenue_usd
-    FROM main.revenue_daily
-    WHERE dimension = 'CLIENT'
-      AND business_date BETWEEN (SELECT d FROM month_start) AND getvariable('as_of_date')
-      AND trade_date >= (SELECT d FROM month_start)
-    GROUP BY member
+    SELECT client_key, revenue_usd
+    FROM main.int_client_revenue_mtd
+    WHERE as_of_date = getvariable('as_of_date')
 ),
 
 touched AS (
@@ -74,8 +73,12 @@ per_client AS (
 ),
 
 grouped AS (
+    -- each cell, each segment's total and the firm's total ('ALL'), all from the clients
+    -- themselves: totals are computed before any cell is suppressed
     SELECT
-        segment, country, age_band,
+        CASE WHEN grouping(segment) = 1 THEN 'ALL' ELSE segment END AS segment,
+        CASE WHEN grouping(country) = 1 THEN 'ALL' ELSE country END AS country,
+        CASE WHEN grouping(age_band) = 1 THEN 'ALL' ELSE age_band END AS age_band,
         count(*) AS clients,
         count(*) FILTER (WHERE is_active) AS clients_active,
         count(*) FILTER (WHERE was_active) AS clients_active_at_month_start,
@@ -87,7 +90,16 @@ grouped AS (
         CAST(coalesce(sum(touches), 0) AS BIGINT) AS touches,
         CAST(coalesce(sum(deals), 0) AS BIGINT) AS deals
     FROM per_client
-    GROUP BY ALL
+    GROUP BY GROUPING SETS ((segment, country, age_band), (segment), ())
+),
+
+small_cells AS (
+    -- DOMAIN §10.4: a row describing fewer than MIN_CELL_CLIENTS distinct clients shows no
+    -- figure (one client per row is one client's wealth and activity, pseudonym or not)
+    SELECT
+        *,
+        clients < core.param('MIN_CELL_CLIENTS', 'ALL') AS suppressed
+    FROM grouped
 ),
 
 final AS (
@@ -97,19 +109,20 @@ final AS (
         segment,
         country,
         age_band,
-        clients,
-        clients_active,
-        clients_active_at_month_start,
-        clients_new,
-        clients_churned,
-        clients_churned / nullif(clients_active_at_month_start, 0) AS churn_rate,
-        aum_usd,
-        revenue_usd,
-        revenue_usd / nullif(clients_active, 0) AS revenue_per_client,
-        median_client_hhi,
-        touches,
-        deals
-    FROM grouped
+        suppressed,
+        CASE WHEN NOT suppressed THEN clients END AS clients,
+        CASE WHEN NOT suppressed THEN clients_active END AS clients_active,
+        CASE WHEN NOT suppressed THEN clients_active_at_month_start END AS clients_active_at_month_start,
+        CASE WHEN NOT suppressed THEN clients_new END AS clients_new,
+        CASE WHEN NOT suppressed THEN clients_churned END AS clients_churned,
+        CASE WHEN NOT suppressed THEN clients_churned / nullif(clients_active_at_month_start, 0) END AS churn_rate,
+        CASE WHEN NOT suppressed THEN aum_usd END AS aum_usd,
+        CASE WHEN NOT suppressed THEN revenue_usd END AS revenue_usd,
+        CASE WHEN NOT suppressed THEN revenue_usd / nullif(clients_active, 0) END AS revenue_per_client,
+        CASE WHEN NOT suppressed THEN median_client_hhi END AS median_client_hhi,
+        CASE WHEN NOT suppressed THEN touches END AS touches,
+        CASE WHEN NOT suppressed THEN deals END AS deals
+    FROM small_cells
 )
 
 SELECT * FROM final ORDER BY segment, country, age_band

@@ -1,14 +1,7 @@
 -- The daily cost-and-income ledger: every amount delivered on the business date, in USD, by the
 -- date it belongs to (trade date, GL posting date, activity date), cost center and category.
 -- cost_income sums it over a month or a year, so its work stays small whatever the history.
-WITH fx AS (
-    SELECT currency, rate_date, arg_max(usd_per_unit, business_date) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE business_date <= getvariable('as_of_date')
-    GROUP BY currency, rate_date
-),
-
-commissions AS (
+WITH commissions AS (
     SELECT trade_date AS value_date, member AS cost_center, 'COMMISSION' AS category,
            revenue_change_usd AS amount_usd, trades_change AS records
     FROM main.revenue_daily
@@ -22,11 +15,11 @@ gl_delivered AS (
 ),
 
 rates AS (
-    -- the fx of each (currency, posting date) needed: the latest rate on or before the date
-    SELECT n.currency, n.posting_date, arg_max(fx.usd_per_unit, fx.rate_date) AS usd_per_unit
+    -- the fx of each (currency, posting date) needed, as known on the business date
+    SELECT n.currency, n.posting_date, fx.usd_per_unit
     FROM (SELECT DISTINCT currency, posting_date FROM gl_delivered) n
-    JOIN fx ON fx.currency = n.currency AND fx.rate_date <= n.posting_date
-    GROUP BY n.currency, n.posting_date
+    JOIN core.fx_rates_known(getvariable('as_of_date'), NULL) fx
+      ON fx.currency = n.currency AND n.posting_date >= fx.rate_date AND n.posting_date < fx.valid_until
 ),
 
 gl_usd AS (

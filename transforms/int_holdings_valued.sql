@@ -29,10 +29,8 @@ closes AS (
 
 fx AS (
     -- no lookback bound, unlike fx_daily: a holding is valued at its currency's latest rate however old
-    SELECT currency, arg_max(usd_per_unit, (rate_date, business_date)) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE rate_date <= getvariable('as_of_date') AND business_date <= getvariable('as_of_date')
-    GROUP BY currency
+    SELECT currency, usd_per_unit
+    FROM core.fx_rates_on(getvariable('as_of_date'), getvariable('as_of_date'), NULL)
 ),
 
 final AS (

@@ -26,7 +26,9 @@ recon AS (
     SELECT
         CASE WHEN count(*) > 0 THEN count(*) END AS recon_trades,
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'MATCHED') END AS recon_matched,
-        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'MATCHED') / count(*) END AS recon_match_rate,
+        -- DOMAIN §12: a trade awaiting the back office is not the desk's failure, nor its match
+        count(*) FILTER (WHERE status = 'MATCHED') / nullif(count(*) FILTER (WHERE status <> 'AWAITING_BO'), 0)
+            AS recon_match_rate,
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status NOT IN ('MATCHED', 'AWAITING_BO')) END AS open_breaks,
         CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE age_bd > 5) END AS breaks_over_5bd
     FROM main.ops_trade_recon_between(getvariable('as_of_date'), getvariable('as_of_date'))
@@ -64,9 +66,41 @@ feeds AS (
 ),
 
 backtest AS (
-    SELECT max(zone) AS var_backtest_zone, max(exceptions_250) AS var_backtest_exceptions
+    SELECT
+        max(zone) AS var_backtest_zone,
+        max(exceptions_250) AS var_backtest_exceptions,
+        max(observations) AS var_backtest_observations
     FROM main.risk_var_backtest
     WHERE business_date = getvariable('as_of_date') AND portfolio = 'FIRM'
+),
+
+ipv AS (
+    -- independent price verification (DOMAIN §8.3): share of gross BOOK MV with an IPV price
+    SELECT
+        CAST(sum(CAST(gross_mv_usd AS DECIMAL(38, 6))) FILTER (WHERE ipv_price IS NOT NULL)
+             / nullif(sum(CAST(gross_mv_usd AS DECIMAL(38, 6))), 0) AS DOUBLE) AS ipv_coverage,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'BREACH') END AS ipv_breaches,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE stale) END AS stale_prices,
+        CASE WHEN count(*) > 0 THEN CAST(sum(CAST(adjustment_usd AS DECIMAL(38, 6))) AS DOUBLE) END AS ipv_adjustment_usd
+    FROM main.ipv_results
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+pnl AS (
+    -- the firm's P&L of the day and the desks whose own report breaks from it (DOMAIN §8.2)
+    SELECT
+        max(total_pnl_usd) FILTER (WHERE book = 'FIRM') AS firm_pnl_usd,
+        max(total_pnl_mtd_usd) FILTER (WHERE book = 'FIRM') AS firm_pnl_mtd_usd,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE pnl_break) END AS pnl_breaks,
+        CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE report_missing AND book <> 'FIRM') END AS pnl_reports_missing
+    FROM main.pnl_book
+    WHERE as_of_date = getvariable('as_of_date')
+),
+
+positions AS (
+    SELECT CASE WHEN count(*) > 0 THEN count(*) FILTER (WHERE status = 'BREAK') END AS position_breaks
+    FROM main.position_recon
+    WHERE as_of_date = getvariable('as_of_date')
 ),
 
 final AS (
@@ -92,8 +126,18 @@ final AS (
         feeds_total,
         quarantined_rows,
         var_backtest_zone,
-        var_backtest_exceptions
-    FROM firm_exposure, firm_var, limits, recon, settlement, clients, month_to_date, feeds, backtest
+        var_backtest_exceptions,
+        ipv_coverage,
+        ipv_breaches,
+        stale_prices,
+        ipv_adjustment_usd,
+        firm_pnl_usd,
+        firm_pnl_mtd_usd,
+        pnl_breaks,
+        pnl_reports_missing,
+        position_breaks,
+        var_backtest_observations
+    FROM firm_exposure, firm_var, limits, recon, settlement, clients, month_to_date, feeds, backtest, ipv, pnl, positions
 )
 
 SELECT * FROM final ORDER BY business_date

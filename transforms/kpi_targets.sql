@@ -1,9 +1,42 @@
 -- Every target of the targets feed (latest delivery on or before the date) against its actual on
 -- the business date. met is null when the actual is unknown (its mart was not built for the date).
-WITH targets AS (
-    SELECT target_id, metric, scope_id, target_value
+-- A target may be a glide path (DOMAIN §7.3, §12): the actual is compared with the milestone in
+-- force (the latest effective_date on or before the date; an empty one is in force from the start),
+-- and the row also shows the final target, the next milestone and the progress along the path.
+WITH delivered AS (
+    SELECT target_id, metric, scope_id, target_value, effective_date,
+           -- an empty effective_date sorts first: it is in force from the start
+           coalesce(effective_date, DATE '0001-01-01') AS in_force_from
     FROM core.targets
     WHERE business_date = (SELECT max(business_date) FROM core.targets WHERE business_date <= getvariable('as_of_date'))
+),
+
+paths AS (
+    SELECT target_id,
+           arg_min(target_value, in_force_from) AS baseline_value,
+           arg_max(target_value, in_force_from) AS final_target_value
+    FROM delivered
+    GROUP BY target_id
+),
+
+next_milestones AS (
+    SELECT target_id,
+           arg_min(target_value, effective_date) AS next_milestone_value,
+           min(effective_date) AS next_milestone_date
+    FROM delivered
+    WHERE effective_date > getvariable('as_of_date')
+    GROUP BY target_id
+),
+
+targets AS (
+    -- the milestone in force (a target whose first milestone is still to come is not in force yet)
+    SELECT d.target_id, d.metric, d.scope_id, d.target_value, d.effective_date,
+           p.baseline_value, p.final_target_value, n.next_milestone_value, n.next_milestone_date
+    FROM delivered d
+    JOIN paths p USING (target_id)
+    LEFT JOIN next_milestones n USING (target_id)
+    WHERE d.in_force_from <= getvariable('as_of_date')
+    QUALIFY row_number() OVER (PARTITION BY d.target_id ORDER BY d.in_force_from DESC) = 1
 ),
 
 kpi AS (
@@ -82,6 +115,7 @@ final AS (
         scope_id,
         actual,
         target_value,
+        effective_date,
         CASE WHEN metric LIKE '%_MAX' THEN 'MAX' ELSE 'MIN' END AS direction,
         CASE
             WHEN actual IS NULL THEN NULL
@@ -89,6 +123,13 @@ final AS (
             ELSE actual >= target_value
         END AS met,
         actual - target_value AS gap,
+        final_target_value,
+        next_milestone_value,
+        next_milestone_date,
+        -- the share of the way from the first milestone's value to the final target (1 = there)
+        CASE WHEN final_target_value <> baseline_value
+            THEN (actual - baseline_value) / (final_target_value - baseline_value)
+        END AS progress,
         actual_measure
     FROM actuals
 )

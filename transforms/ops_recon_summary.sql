@@ -1,6 +1,6 @@
 -- The reconciliation of the business date summed by book, status and break age: how many trades
--- and how much notional sit in each status, and each book's match rate (matched / all trades of
--- the book in the recon window).
+-- and how much notional sit in each status, and each book's match rate (matched / the trades of
+-- the book in the recon window that are not AWAITING_BO: DOMAIN §12).
 WITH recon AS (
     SELECT
         as_of_date,
@@ -21,7 +21,8 @@ by_book AS (
     SELECT
         book,
         count(*) AS book_trades,
-        count(*) FILTER (WHERE status = 'MATCHED') AS book_matched
+        count(*) FILTER (WHERE status = 'MATCHED') AS book_matched,
+        count(*) FILTER (WHERE status <> 'AWAITING_BO') AS book_decided
     FROM recon
     GROUP BY book
 ),
@@ -43,7 +44,8 @@ final AS (
         s.notional_usd,
         b.book_trades,
         b.book_matched,
-        b.book_matched / b.book_trades AS match_rate
+        -- DOMAIN §12: trades awaiting the back office are not in the denominator
+        b.book_matched / nullif(b.book_decided, 0) AS match_rate
     FROM by_status_and_age s
     JOIN by_book b USING (book)
 )

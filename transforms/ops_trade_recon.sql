@@ -54,6 +54,14 @@ previous AS (
       AND in_chunk(p.trade_id)
 ),
 
+deliveries AS (
+    -- every front and back row, with the date that brings its trade into the window (the trade
+    -- date of a booking, the intended date of an instruction)
+    SELECT trade_id, business_date, trade_date AS window_date FROM core.trades
+    UNION ALL
+    SELECT trade_id, business_date, intended_settle_date FROM core.settlements
+),
+
 touched AS (
     -- the trades of the chunk whose row can differ from the previous date's: a front or back row
     -- delivered on the date, or delivered on the date that leaves the lookback; a trade_date or an
@@ -61,23 +69,14 @@ touched AS (
     -- Every other trade's status and first_seen_date are the previous date's (its change dates
     -- in the window are the same), so its row is carried; a superset here only costs time.
     -- None when nothing is carried: the constant condition lets DuckDB skip the scans.
-    SELECT t.trade_id
-    FROM core.trades t, bounds b
+    SELECT e.trade_id
+    FROM deliveries e, bounds b
     WHERE CAST(getvariable('carry_from_date') AS DATE) IS NOT NULL
-      AND (t.business_date = b.as_of_date
-           OR (t.business_date >= b.previous_lookback_start AND t.business_date < b.lookback_start)
-           OR (t.business_date BETWEEN b.lookback_start AND b.as_of_date
-               AND t.trade_date > b.carry_from_date AND t.trade_date <= b.as_of_date))
-      AND in_chunk(t.trade_id)
-    UNION
-    SELECT s.trade_id
-    FROM core.settlements s, bounds b
-    WHERE CAST(getvariable('carry_from_date') AS DATE) IS NOT NULL
-      AND (s.business_date = b.as_of_date
-           OR (s.business_date >= b.previous_lookback_start AND s.business_date < b.lookback_start)
-           OR (s.business_date BETWEEN b.lookback_start AND b.as_of_date
-               AND s.intended_settle_date > b.carry_from_date AND s.intended_settle_date <= b.as_of_date))
-      AND in_chunk(s.trade_id)
+      AND (e.business_date = b.as_of_date
+           OR (e.business_date >= b.previous_lookback_start AND e.business_date < b.lookback_start)
+           OR (e.business_date BETWEEN b.lookback_start AND b.as_of_date
+               AND e.window_date > b.carry_from_date AND e.window_date <= b.as_of_date))
+      AND in_chunk(e.trade_id)
     UNION
     SELECT trade_id FROM previous WHERE status = 'AWAITING_BO'
 ),

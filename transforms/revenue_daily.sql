@@ -60,21 +60,13 @@ legs AS (
     WHERE now.business_date = getvariable('as_of_date') AND before IS NOT NULL AND before.event_type <> 'CANCEL'
 ),
 
-fx AS (
-    -- each rate date's latest delivery on or before the business date
-    SELECT currency, rate_date, arg_max(usd_per_unit, business_date) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE business_date <= getvariable('as_of_date')
-    GROUP BY currency, rate_date
-),
-
 rates AS (
-    -- the fx of each (currency, trade date) the legs need: the latest rate on or before the date
+    -- the fx of each (currency, trade date) the legs need, as known on the business date
     -- (an equality join back to the legs: a handful of rows, whatever the trade volume)
-    SELECT n.currency, n.trade_date, arg_max(fx.usd_per_unit, fx.rate_date) AS usd_per_unit
+    SELECT n.currency, n.trade_date, fx.usd_per_unit
     FROM (SELECT DISTINCT currency, trade_date FROM legs) n
-    JOIN fx ON fx.currency = n.currency AND fx.rate_date <= n.trade_date
-    GROUP BY n.currency, n.trade_date
+    JOIN core.fx_rates_known(getvariable('as_of_date'), NULL) fx
+      ON fx.currency = n.currency AND n.trade_date >= fx.rate_date AND n.trade_date < fx.valid_until
 ),
 
 legs_usd AS MATERIALIZED (

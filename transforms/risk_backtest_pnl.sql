@@ -33,16 +33,6 @@ closes AS (
     GROUP BY instrument_id, price_date
 ),
 
-rates AS (
-    SELECT currency, rate_date, arg_max(usd_per_unit, business_date) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE rate_date <= getvariable('as_of_date')
-      AND rate_date >= (SELECT previous_date FROM previous_business_date) - 31
-      AND business_date <= getvariable('as_of_date')
-      AND currency IN (SELECT currency FROM held_previously)
-    GROUP BY currency, rate_date
-),
-
 last_closes AS (
     -- carried forward: the last close on or before each of the two dates
     SELECT
@@ -54,12 +44,15 @@ last_closes AS (
 ),
 
 last_rates AS (
-    SELECT
-        currency,
-        arg_max(usd_per_unit, rate_date) FILTER (WHERE rate_date <= (SELECT previous_date FROM previous_business_date)) AS rate_previous,
-        arg_max(usd_per_unit, rate_date) AS rate_today
-    FROM rates
-    GROUP BY currency
+    -- likewise the rate of each of the two dates, from a month before the previous one
+    SELECT t.currency, p.usd_per_unit AS rate_previous, t.usd_per_unit AS rate_today
+    FROM core.fx_rates_on(
+        getvariable('as_of_date'), getvariable('as_of_date'), (SELECT previous_date FROM previous_business_date) - 31
+    ) t
+    LEFT JOIN core.fx_rates_on(
+        (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
+        (SELECT previous_date FROM previous_business_date) - 31
+    ) p USING (currency)
 ),
 
 returns AS (

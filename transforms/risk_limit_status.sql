@@ -7,8 +7,12 @@
 --   VAR_99: risk_var.var_99 of the book or of FIRM.
 --   CONCENTRATION_SHARE: the member's share in risk_concentration (BOOK, ISSUER, COUNTRY,
 --     ASSET_CLASS; CLIENT: the client's share of all client holdings).
--- utilisation = measured / limit_value, where measured is |net| for NET_EXPOSURE (a short book
--- uses its limit as much as a long one) and the exposure itself otherwise.
+--   DV01 (FIRM, BOOK): Σ dv01_usd of risk_sensitivities; FX_NOP (FIRM): the net open position of
+--     fx_net_open_position; STRESS_LOSS (FIRM, BOOK): the worst scenario's loss in risk_stress,
+--     max(0, −min pnl_usd), null when the stress test was not built for the date;
+--     LIQUIDITY_DAYS_SHARE (FIRM, BOOK): share_beyond_5_days of risk_liquidity_profile (DOMAIN §11).
+-- utilisation = measured / limit_value, where measured is |net| for NET_EXPOSURE and DV01 (a short
+-- book uses its limit as much as a long one) and the exposure itself otherwise.
 WITH limits AS (
     SELECT
         limit_id,
@@ -70,6 +74,44 @@ scope_var AS (
     WHERE as_of_date = getvariable('as_of_date')
 ),
 
+scope_sensitivity AS (
+    -- the §11 measures per portfolio: FIRM (scope member ALL) and each book
+    SELECT
+        CASE WHEN grouping(book) = 1 THEN 'FIRM' ELSE 'BOOK' END AS scope_type,
+        CASE WHEN grouping(book) = 1 THEN 'ALL' ELSE book END AS scope_member,
+        'DV01' AS metric,
+        CAST(coalesce(sum(CAST(dv01_usd AS DECIMAL(38, 6))), 0) AS DOUBLE) AS exposure
+    FROM main.risk_sensitivities
+    WHERE as_of_date = getvariable('as_of_date')
+    GROUP BY GROUPING SETS ((book), ())
+    UNION ALL
+    SELECT 'FIRM', 'ALL', 'FX_NOP', coalesce(max(net_open_position_usd), 0)
+    FROM main.fx_net_open_position
+    WHERE as_of_date = getvariable('as_of_date')
+    UNION ALL
+    SELECT
+        CASE WHEN portfolio = 'FIRM' THEN 'FIRM' ELSE 'BOOK' END,
+        CASE WHEN portfolio = 'FIRM' THEN 'ALL' ELSE portfolio END,
+        'STRESS_LOSS',
+        greatest(0, -min(pnl_usd))
+    FROM main.risk_stress
+    WHERE as_of_date = getvariable('as_of_date')
+    GROUP BY portfolio
+    UNION ALL
+    SELECT
+        CASE WHEN portfolio = 'FIRM' THEN 'FIRM' ELSE 'BOOK' END,
+        CASE WHEN portfolio = 'FIRM' THEN 'ALL' ELSE portfolio END,
+        'LIQUIDITY_DAYS_SHARE',
+        coalesce(any_value(share_beyond_5_days), 0)
+    FROM main.risk_liquidity_profile
+    WHERE as_of_date = getvariable('as_of_date')
+    GROUP BY portfolio
+),
+
+stress_built AS (
+    SELECT count(*) > 0 AS built FROM main.risk_stress WHERE as_of_date = getvariable('as_of_date')
+),
+
 measured AS (
     -- a scope member with no holdings has no exposure, no VaR and no share: 0. A metric that
     -- does not apply to the scope (VAR_99 of an issuer, CONCENTRATION_SHARE of the firm) is null.
@@ -87,16 +129,24 @@ measured AS (
             WHEN l.metric = 'CONCENTRATION_SHARE'
                  AND l.scope_type IN ('BOOK', 'ISSUER', 'COUNTRY', 'ASSET_CLASS', 'CLIENT')
                 THEN coalesce(e.share, 0)
+            WHEN l.metric IN ('DV01', 'LIQUIDITY_DAYS_SHARE') AND l.scope_type IN ('FIRM', 'BOOK')
+                THEN coalesce(s.exposure, 0)
+            WHEN l.metric = 'FX_NOP' AND l.scope_type = 'FIRM'
+                THEN coalesce(s.exposure, 0)
+            WHEN l.metric = 'STRESS_LOSS' AND l.scope_type IN ('FIRM', 'BOOK') AND (SELECT built FROM stress_built)
+                THEN coalesce(s.exposure, 0)
         END AS exposure
     FROM limits l
     LEFT JOIN scope_exposure e ON e.scope_type = l.scope_type AND e.scope_member = l.scope_member
     LEFT JOIN scope_var v ON v.scope_type = l.scope_type AND v.scope_member = l.scope_member
+    LEFT JOIN scope_sensitivity s
+        ON s.scope_type = l.scope_type AND s.scope_member = l.scope_member AND s.metric = l.metric
 ),
 
 utilised AS (
     SELECT
         *,
-        CASE WHEN metric = 'NET_EXPOSURE' THEN abs(exposure) ELSE exposure END / limit_value AS utilisation
+        CASE WHEN metric IN ('NET_EXPOSURE', 'DV01') THEN abs(exposure) ELSE exposure END / limit_value AS utilisation
     FROM measured
 ),
 
@@ -111,7 +161,7 @@ final AS (
         limit_value,
         warning_pct,
         utilisation,
-        limit_value - CASE WHEN metric = 'NET_EXPOSURE' THEN abs(exposure) ELSE exposure END AS headroom,
+        limit_value - CASE WHEN metric IN ('NET_EXPOSURE', 'DV01') THEN abs(exposure) ELSE exposure END AS headroom,
         CASE
             WHEN utilisation IS NULL THEN 'NOT_APPLICABLE'
             WHEN utilisation > 1 THEN 'BREACH'

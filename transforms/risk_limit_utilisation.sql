@@ -4,7 +4,9 @@
 -- only), never carried from this table's previous row, so a rebuilt or backfilled date gives the
 -- same answer as the daily run. The business dates counted are the dates the limits were
 -- measured (a date whose feeds failed their gate is neither a breach nor a break of the run);
--- a date on which the limit did not exist ends the run.
+-- a date on which the limit did not exist ends the run. A CLIENT limit's row names the client's
+-- segment and relationship manager beside its client_key (DOMAIN §12), from the client file as of
+-- the date.
 WITH today AS (
     SELECT *
     FROM main.risk_limit_status
@@ -40,12 +42,20 @@ breach_runs AS (
     GROUP BY t.limit_id
 ),
 
+client_profiles AS (
+    SELECT client_key(client_id) AS client_key, segment, relationship_manager_id
+    FROM core.clients
+    WHERE business_date = (SELECT max(business_date) FROM core.clients WHERE business_date <= getvariable('as_of_date'))
+),
+
 final AS (
     SELECT
         t.as_of_date,
         t.limit_id,
         t.scope_type,
         t.scope_id,
+        c.segment,
+        c.relationship_manager_id,
         t.metric,
         t.exposure,
         t.limit_value,
@@ -58,6 +68,7 @@ final AS (
         t.limits_delivery_date
     FROM today t
     LEFT JOIN breach_runs r USING (limit_id)
+    LEFT JOIN client_profiles c ON t.scope_type = 'CLIENT' AND c.client_key = t.scope_id
 )
 
 SELECT * FROM final ORDER BY limit_id

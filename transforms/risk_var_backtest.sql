@@ -38,6 +38,8 @@ final AS (
         c.observations,
         c.exceptions_250,
         CASE
+            -- DOMAIN §12: no traffic light before 250 observations (GREEN on 7 said nothing)
+            WHEN c.observations < 250 THEN 'INSUFFICIENT_HISTORY'
             WHEN c.exceptions_250 >= 10 THEN 'RED'
             WHEN c.exceptions_250 >= 5 THEN 'YELLOW'
             ELSE 'GREEN'

@@ -1,14 +1,19 @@
--- Historical-simulation P&L vectors (DOMAIN §4.1 risk_var): what each book, and the firm, would
--- have made or lost on each of the last N business dates had it held today's BOOK positions.
--- N = getvariable('var_scenarios'). risk_var takes its quantiles and expected shortfalls from here.
+-- Historical-simulation P&L vectors (DOMAIN §4.1 risk_var, §11.3 stressed VaR): what each book,
+-- and the firm, would have made or lost on each scenario date had it held today's BOOK positions.
+-- Two scenario sets, one simulation: VAR, the N business dates up to and including as_of_date;
+-- SVAR, the N business dates from SVAR_WINDOW_START (control parameter; unset: the start of the
+-- price history). N = getvariable('var_scenarios'). risk_var takes its quantiles and expected
+-- shortfalls from here.
 --
--- The scenario calendar is the FIRM business dates on which the price history has closes (any instrument):
--- the N latest up to and including as_of_date, plus the one before the first (the base of its
--- return). An instrument without a close on a calendar date keeps its last close (carried
--- forward, likewise fx rates), so its return that day is 0 and the move shows on the next close.
--- A (price_date, instrument) re-delivered later wins, as in risk_exposure; deliveries after
--- as_of_date are ignored, so a rebuilt date gives what the daily run gave.
--- Work is bounded: N + 1 business dates of prices (plus 30 days of slack) for the instruments held.
+-- The scenario calendar is the FIRM business dates on which the price history has closes (any instrument).
+-- VAR: the N latest up to and including as_of_date, plus the one before the first (the base of its
+-- return). SVAR: the last calendar date before SVAR_WINDOW_START (or, when there is none, the
+-- first date from it) as the base, then the N dates after it, up to as_of_date. An instrument
+-- without a close on a calendar date keeps its last close (carried forward, likewise fx rates), so its return
+-- that day is 0 and the move shows on the next close. A (price_date, instrument) re-delivered later wins, as in
+-- risk_exposure; deliveries after as_of_date are ignored, so a rebuilt date gives what the daily run gave.
+-- Work is bounded: two windows of N + 1 business dates of prices (plus 30 days of slack) for the
+-- instruments held, however long the history.
 WITH holdings AS (
     -- today's BOOK holdings that have a market value (a holding without a price or rate has none)
     SELECT holder_id AS book, instrument_id, currency, market_value_usd
@@ -22,57 +27,88 @@ held_instruments AS (
     SELECT DISTINCT instrument_id, currency FROM holdings
 ),
 
+svar_start AS (
+    -- SVAR_WINDOW_START, else the first price date of the history
+    SELECT coalesce(
+        CAST(core.param_text('SVAR_WINDOW_START', 'ALL') AS DATE),
+        (SELECT min(price_date) FROM core.prices WHERE business_date <= getvariable('as_of_date'))
+    ) AS start_date
+),
+
+windows AS (
+    -- the price dates each set may need: N + 1 business dates span about (N + 1) × 7 / 5
+    -- calendar days; 30 more cover holidays and gaps (and, for SVAR, the base before the start)
+    SELECT
+        'VAR' AS scenario_set,
+        getvariable('as_of_date') - CAST((getvariable('var_scenarios') + 1) * 7 // 5 + 30 AS INTEGER) AS first_day,
+        getvariable('as_of_date') AS last_day
+    UNION ALL
+    SELECT
+        'SVAR',
+        start_date - 30,
+        least(getvariable('as_of_date'),
+              start_date + CAST((getvariable('var_scenarios') + 1) * 7 // 5 + 30 AS INTEGER))
+    FROM svar_start
+    WHERE start_date <= getvariable('as_of_date')
+),
+
 lookback AS (
-    -- N + 1 business dates span about (N + 1) × 7 / 5 calendar days; 30 more cover holidays and gaps
-    SELECT getvariable('as_of_date') - CAST((getvariable('var_scenarios') + 1) * 7 // 5 + 30 AS INTEGER) AS start_date
+    SELECT min(first_day) AS start_date FROM windows
+),
+
+price_dates AS (
+    SELECT DISTINCT w.scenario_set, p.price_date
+    FROM core.prices p
+    JOIN windows w ON p.price_date BETWEEN w.first_day AND w.last_day
+    WHERE p.price_date <= getvariable('as_of_date')
+      AND p.business_date <= getvariable('as_of_date')
+      AND core.is_business_day('FIRM', p.price_date)
 ),
 
 calendar AS (
-    -- days_back = 1 is as_of_date's own date (when it has prices), N + 1 the base of the first scenario
-    SELECT price_date AS calendar_date, row_number() OVER (ORDER BY price_date DESC) AS days_back
+    -- per set, the base date (ordinal 0) then its N scenario dates (ordinals 1 .. N)
+    SELECT scenario_set, calendar_date, ordinal
     FROM (
-        SELECT DISTINCT price_date
-        FROM core.prices
-        WHERE price_date <= getvariable('as_of_date')
-          AND price_date >= (SELECT start_date FROM lookback)
-          AND business_date <= getvariable('as_of_date')
-          AND core.is_business_day('FIRM', price_date)
+        SELECT
+            scenario_set,
+            price_date AS calendar_date,
+            getvariable('var_scenarios') + 1 - row_number() OVER (ORDER BY price_date DESC) AS ordinal
+        FROM price_dates
+        WHERE scenario_set = 'VAR'
+        UNION ALL
+        SELECT scenario_set, price_date, row_number() OVER (ORDER BY price_date) - 1
+        FROM price_dates
+        WHERE scenario_set = 'SVAR'
+          AND price_date >= coalesce(
+              (SELECT max(d.price_date) FROM price_dates d
+               WHERE d.scenario_set = 'SVAR' AND d.price_date < (SELECT start_date FROM svar_start)),
+              (SELECT start_date FROM svar_start))
     )
-    QUALIFY days_back <= getvariable('var_scenarios') + 1
+    WHERE ordinal BETWEEN 0 AND getvariable('var_scenarios')
 ),
 
 closes AS (
-    -- one close per instrument and date: the latest delivery of it wins
-    SELECT instrument_id, price_date, arg_max(close_price, business_date) AS close_price
-    FROM core.prices
-    WHERE price_date <= getvariable('as_of_date')
-      AND price_date >= (SELECT start_date FROM lookback)
-      AND business_date <= getvariable('as_of_date')
-      AND instrument_id IN (SELECT instrument_id FROM held_instruments)
-    GROUP BY instrument_id, price_date
-),
-
-rates AS (
-    SELECT currency, rate_date, arg_max(usd_per_unit, business_date) AS usd_per_unit
-    FROM core.fx_rates
-    WHERE rate_date <= getvariable('as_of_date')
-      AND rate_date >= (SELECT start_date FROM lookback)
-      AND business_date <= getvariable('as_of_date')
-      AND currency IN (SELECT currency FROM held_instruments)
-    GROUP BY currency, rate_date
+    -- one close per instrument and date: the latest delivery wins
+    SELECT p.instrument_id, p.price_date, arg_max(p.close_price, p.business_date) AS close_price
+    FROM core.prices p
+    WHERE p.price_date <= getvariable('as_of_date')
+      AND p.business_date <= getvariable('as_of_date')
+      AND p.instrument_id IN (SELECT instrument_id FROM held_instruments)
+      AND EXISTS (SELECT 1 FROM windows w WHERE p.price_date BETWEEN w.first_day AND w.last_day)
+    GROUP BY p.instrument_id, p.price_date
 ),
 
 calendar_rates AS (
     -- the last rate on or before each calendar date, per currency held (carried forward)
     SELECT c.calendar_date, h.currency, r.usd_per_unit
-    FROM calendar c
+    FROM (SELECT DISTINCT calendar_date FROM calendar) c
     CROSS JOIN (SELECT DISTINCT currency FROM held_instruments) h
-    ASOF LEFT JOIN rates r
-        ON r.currency = h.currency AND c.calendar_date >= r.rate_date
+    LEFT JOIN core.fx_rates_known(getvariable('as_of_date'), (SELECT start_date FROM lookback)) r
+        ON r.currency = h.currency AND c.calendar_date >= r.rate_date AND c.calendar_date < r.valid_until
 ),
 
 instrument_days AS (
-    SELECT h.instrument_id, h.currency, c.calendar_date, c.days_back
+    SELECT h.instrument_id, h.currency, c.scenario_set, c.calendar_date, c.ordinal
     FROM held_instruments h
     CROSS JOIN calendar c
 ),
@@ -92,7 +128,7 @@ priced_days AS (
     -- the (usually few) days without a close of their own, against those instruments' closes
     SELECT * FROM closes_on_the_day WHERE close_price IS NOT NULL
     UNION ALL
-    SELECT m.instrument_id, m.currency, m.calendar_date, m.days_back, p.close_price
+    SELECT m.instrument_id, m.currency, m.scenario_set, m.calendar_date, m.ordinal, p.close_price
     FROM missing_closes m
     ASOF LEFT JOIN (
         SELECT * FROM closes WHERE instrument_id IN (SELECT instrument_id FROM missing_closes)
@@ -102,21 +138,23 @@ priced_days AS (
 
 unit_values AS (
     -- USD value of one unit: carried-forward close × carried-forward rate
-    SELECT d.instrument_id, d.calendar_date, d.days_back, d.close_price * r.usd_per_unit AS unit_value_usd
+    SELECT d.instrument_id, d.scenario_set, d.calendar_date, d.ordinal, d.close_price * r.usd_per_unit AS unit_value_usd
     FROM priced_days d
     LEFT JOIN calendar_rates r USING (calendar_date, currency)
 ),
 
 scenario_returns AS (
-    -- r_s = value_s / value_(s-1) − 1, s−1 the calendar date before s (one more day back);
-    -- unknown (no close yet) counts as no move. The oldest calendar date is only a base.
+    -- r_s = value_s / value_(s-1) − 1, s−1 the calendar date before s (the ordinal before);
+    -- unknown (no close yet) counts as no move. A set's oldest calendar date is only a base.
     SELECT
         s.instrument_id,
+        s.scenario_set,
         s.calendar_date AS scenario_date,
         b.calendar_date AS previous_date,
         coalesce(s.unit_value_usd / nullif(b.unit_value_usd, 0) - 1, 0) AS usd_return
     FROM unit_values s
-    JOIN unit_values b ON b.instrument_id = s.instrument_id AND b.days_back = s.days_back + 1
+    JOIN unit_values b
+        ON b.instrument_id = s.instrument_id AND b.scenario_set = s.scenario_set AND b.ordinal = s.ordinal - 1
 ),
 
 scenario_pnl AS (
@@ -125,23 +163,27 @@ scenario_pnl AS (
     -- rerun must give the same bits.
     SELECT
         CASE WHEN grouping(h.book) = 1 THEN 'FIRM' ELSE h.book END AS portfolio,
+        r.scenario_set,
         r.scenario_date,
         r.previous_date,
         CAST(sum(CAST(h.market_value_usd * r.usd_return AS DECIMAL(38, 6))) AS DOUBLE) AS pnl_usd
     FROM holdings h
     JOIN scenario_returns r USING (instrument_id)
-    GROUP BY GROUPING SETS ((h.book, r.scenario_date, r.previous_date), (r.scenario_date, r.previous_date))
+    GROUP BY GROUPING SETS (
+        (h.book, r.scenario_set, r.scenario_date, r.previous_date), (r.scenario_set, r.scenario_date, r.previous_date)
+    )
 ),
 
 final AS (
     SELECT
         getvariable('as_of_date') AS as_of_date,
         portfolio,
+        scenario_set,
         scenario_date,
         previous_date,
         pnl_usd,
-        row_number() OVER (PARTITION BY portfolio ORDER BY pnl_usd, scenario_date) AS pnl_rank
+        row_number() OVER (PARTITION BY portfolio, scenario_set ORDER BY pnl_usd, scenario_date) AS pnl_rank
     FROM scenario_pnl
 )
 
-SELECT * FROM final ORDER BY portfolio, scenario_date
+SELECT * FROM final ORDER BY portfolio, scenario_set, scenario_date

@@ -58,9 +58,9 @@ CREATE TABLE IF NOT EXISTS core.build_log (
     run_id         VARCHAR
 );
 
--- Dates whose partitions changed since the last publication: the next publish copies the
--- published file and replaces only these dates' rows, so its cost follows the new data, not the
--- history. Cleared after the new file is in place (a publish killed before that redoes them).
+-- Dates whose partitions changed since the last publication: the next publication replaces only
+-- these dates' rows in the lake, so its cost follows the new data, not the history. Cleared
+-- after the lake committed the version (a publish killed before that redoes them).
 CREATE TABLE IF NOT EXISTS core.unpublished_dates (
     business_date  DATE PRIMARY KEY
 );
@@ -83,13 +83,20 @@ CREATE TABLE IF NOT EXISTS core.mart_builds (
     PRIMARY KEY (mart, business_date)
 );
 
--- The dates each publication replaced, by generation (the number in the published file's
--- publication table). Publish brings an older published file up to date by replacing the dates
--- of every later generation plus the unpublished ones (midoffice.publish). Recorded before the
--- new file is put in place: a publication killed in between only makes a later one replace
--- more dates than it needs.
-CREATE TABLE IF NOT EXISTS core.published_dates (
-    generation     BIGINT NOT NULL,
-    business_date  DATE NOT NULL,
-    PRIMARY KEY (generation, business_date)
+-- People's sign-offs (midoffice.people.store, kind signoffs) effective up to the date being built,
+-- and the version that last published each business date (the lake): read by the build as
+-- inputs (alerts: a restatement after sign-off), replaced at the start of every build.
+CREATE TABLE IF NOT EXISTS core.signoffs (
+    signoff_id      BIGINT,
+    effective_date  DATE,
+    action          VARCHAR,
+    "by"            VARCHAR,
+    "at"            TIMESTAMP,
+    version         BIGINT,
+    comment         VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS core.published_versions (
+    business_date  DATE,
+    version        BIGINT
 );

@@ -17,13 +17,15 @@ from pathlib import Path
 
 from midoffice import control
 from midoffice.config import Settings
-from midoffice.duck import connect, restrict_to
+from midoffice import lake
+from midoffice.people import store
 from midoffice.report import queries as Q
 from midoffice.report.extracts import write_extracts
 from midoffice.report.queries import Pack
 from midoffice.report.render import render
 from midoffice.report.sections import SECTIONS, kpi_tiles, section_extracts
 from midoffice.report.view import Section
+from midoffice.report.worklist import team_extracts
 
 
 class ReportError(RuntimeError):
@@ -43,15 +45,42 @@ def _safe(p: Pack, sid: str, title: str, build) -> Section:
         return Section(sid, title, [], failed=str(exc) or traceback.format_exception_only(exc)[-1].strip())
 
 
-def render_pack(p: Pack, run_id: str, extracts: list[dict], absent: list[str]) -> tuple[str, dict]:
-    """The page and the KPIs it shows (key -> value)."""
+def render_pack(p: Pack, run_id: str, extracts: list[dict], absent: list[str],
+                signoffs: list[dict] | None = None) -> tuple[str, dict]:
+    """The page and the KPIs it shows (key -> value). `signoffs`: the people's sign-off records
+    (midoffice.people.store), read by the caller; the page shows the date's state from them."""
+    from midoffice.restate import restatements_of
+    from midoffice.signoff import state_of
+
     tgts = Q.targets(p)
     tiles = kpi_tiles(p, tgts)
     sections = [_safe(p, sid, title, lambda build=build: build(p, tgts)) for sid, title, build in SECTIONS]
     sections.append(section_extracts(extracts, absent))
-    page = render("pack.html.j2", d=p.d, run_id=run_id, publication=Q.publication(p), tiles=tiles,
+    publication = Q.publication(p)
+    signoff = state_of(signoffs or [], p.d, publication["date_version"] if publication else None)
+    restated = _restated(restatements_of(p.con, p.d))
+    page = render("pack.html.j2", d=p.d, run_id=run_id, publication=publication, signoff=signoff, restated=restated,
+                  tiles=tiles,
                   sections=sections, nav=[(sid, title) for sid, title, _ in SECTIONS] + [("extracts", "Extracts")])
     return page, {t.key: t.value for t in tiles if t.available}
+
+
+def _restated(rows: list[dict]) -> list[dict]:
+    """The restatements of the date, one entry a version (newest first): its reason, the marts
+    whose rows changed and the key figures before and after."""
+    out: dict[int, dict] = {}
+    for r in rows:
+        v = out.setdefault(r["version"], {"version": r["version"], "previous_version": r["previous_version"],
+                                          "reason": r["reason"], "marts": [], "figures": []})
+        if r["rows_added"] or r["rows_removed"] or r["rows_changed"]:
+            v["marts"].append(f"{r['mart']} (+{r['rows_added']} −{r['rows_removed']} ~{r['rows_changed']})")
+        if not v["figures"]:
+            for name, label in (("firm_exposure", "firm gross exposure"), ("firm_var", "firm VaR 99%"),
+                                ("open_breaks", "open breaks"), ("pnl", "P&L")):
+                before, after = r[f"{name}_before"], r[f"{name}_after"]
+                if before is not None or after is not None:
+                    v["figures"].append({"label": label, "before": before, "after": after})
+    return list(out.values())
 
 
 def _data_docs(settings: Settings, d: str) -> str:
@@ -71,13 +100,14 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     started_at = control.utc_now()
     t0 = time.monotonic()
     d = business_date
-    if not settings.published_db.is_file():
-        raise FileNotFoundError(f"{d}: nothing published yet at {settings.published_db}")
+    if not lake.exists(settings):
+        raise FileNotFoundError(f"{d}: nothing published yet ({lake.describe(settings)})")
     out_dir = settings.reports / d
+    out_dir.mkdir(parents=True, exist_ok=True)
     docs_future = None
-    con = connect(settings, settings.published_db, read_only=True)
+    # the version current now, held for the whole pack: a publication meanwhile does not mix in
+    con = lake.reader(settings, writable=(out_dir, settings.tmp))
     try:
-        restrict_to(con, out_dir, settings.tmp)  # reads the published file it holds; writes the extracts
         published = published_columns(con)
         columns = {t: {c for c, _ in cols} for t, cols in published.items()}
         p = Pack(con, d, columns, quarantine_threshold=settings.quarantine_threshold)
@@ -93,8 +123,9 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
         docs_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-docs")
         docs_future = docs_worker.submit(_data_docs, settings, d)
         docs_worker.shutdown(wait=False)
-        extracts, absent = write_extracts(con, settings, d, columns)
-        page, shown = render_pack(p, run_id, extracts, absent)
+        extracts, absent = write_extracts(con, settings, d, published, lake.current_version(con))
+        teams = team_extracts(con, settings.reports / d / "extracts", d)  # each team's open items
+        page, shown = render_pack(p, run_id, extracts, absent, signoffs=store.records(settings, "signoffs"))
         rows = {e["mart"]: e["rows"] for e in extracts}
         dictionary = render_html(d, published, rows)
     finally:
@@ -105,7 +136,7 @@ def build_report(settings: Settings, business_date: str, run_id: str) -> dict:
     for name, text in (("dictionary.html", dictionary), ("index.html", page)):  # the pack last: it links the rest
         _write_then_swap(out_dir / name, text)
     summary = {"business_date": d, "report": str(out_dir / "index.html"), "dictionary": str(out_dir / "dictionary.html"),
-               "bytes": len(page.encode("utf-8")), "extracts": len(extracts), "not_published": absent,
+               "bytes": len(page.encode("utf-8")), "extracts": len(extracts), "team_extracts": teams, "not_published": absent,
                "kpis": {k: float(v) if isinstance(v, decimal.Decimal) else v for k, v in shown.items()}, "section_errors": p.errors, "data_docs": docs,
                "seconds": round(time.monotonic() - t0, 3)}
     status = "FAILED" if p.errors else "SUCCESS"

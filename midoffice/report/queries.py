@@ -54,13 +54,18 @@ class Pack:
 # --- the date's context ------------------------------------------------------------------------
 
 def publication(p: Pack) -> dict | None:
-    """The publication the pack reads: run, business date, when, and its generation if recorded."""
-    if not p.has("publication", "run_id", "business_date", "published_at"):
+    """The version the pack reads (the lake's latest publication it sees): its number, run,
+    business date and when; and the version that last published the pack's own date."""
+    if not p.has("publications", "version", "run_id", "business_date", "published_at", "dates"):
         return None
-    generation = "generation" if p.has("publication", "generation") else "NULL"
-    row = p.one("SELECT run_id, CAST(business_date AS VARCHAR), strftime(published_at, '%Y-%m-%d %H:%M'), "
-                f"{generation} FROM publication")
-    return dict(zip(("run_id", "business_date", "published_at", "generation"), row)) if row else None
+    row = p.one("SELECT version, run_id, CAST(business_date AS VARCHAR), strftime(published_at, '%Y-%m-%d %H:%M') "
+                "FROM publications ORDER BY version DESC LIMIT 1")
+    if not row:
+        return None
+    found = dict(zip(("version", "run_id", "business_date", "published_at"), row))
+    found["date_version"] = p.one("SELECT max(version) FROM publications WHERE list_contains(dates, CAST(? AS DATE))",
+                                  [p.d])[0]
+    return found
 
 
 def skipped_marts(p: Pack) -> dict[str, str]:
@@ -85,6 +90,13 @@ def targets(p: Pack) -> dict[tuple[str, str], tuple]:
 def kpi_row(p: Pack) -> dict | None:
     """The date's row of kpi_daily, by column (None: no row)."""
     cur = p.con.execute("SELECT * FROM kpi_daily WHERE business_date = ?", [p.d])
+    row = cur.fetchone()
+    return None if row is None else dict(zip([c[0] for c in cur.description], row))
+
+
+def kpi_previous_row(p: Pack) -> dict | None:
+    """kpi_daily's row of the latest business date before the date (None: none), for day on day."""
+    cur = p.con.execute("SELECT * FROM kpi_daily WHERE business_date < ? ORDER BY business_date DESC LIMIT 1", [p.d])
     row = cur.fetchone()
     return None if row is None else dict(zip([c[0] for c in cur.description], row))
 
@@ -123,6 +135,16 @@ def limit_rows(p: Pack) -> list[tuple]:
         f"SELECT {', '.join(LIMIT_COLUMNS)} FROM risk_limit_utilisation WHERE as_of_date = ? "
         "AND status <> 'NOT_APPLICABLE' ORDER BY CASE status WHEN 'BREACH' THEN 0 WHEN 'WARNING' THEN 1 ELSE 2 END, "
         "utilisation DESC NULLS LAST, limit_id", [p.d])
+
+
+LIMIT_CHANGE_COLUMNS = ("limit_id", "change_type", "scope_type", "scope_id", "metric", "old_limit_value",
+                        "new_limit_value", "change_pct", "old_warning_pct", "new_warning_pct", "cured_by_limit_change")
+
+
+def limit_change_rows(p: Pack) -> list[tuple]:
+    """Today's limit changes (limit_changes): cured breaches first, then by limit."""
+    return p.rows(f"SELECT {', '.join(LIMIT_CHANGE_COLUMNS)} FROM limit_changes WHERE as_of_date = ? "
+                  "ORDER BY cured_by_limit_change DESC, limit_id", [p.d])
 
 
 def var_rows(p: Pack, history: int) -> list[tuple]:
@@ -166,6 +188,11 @@ def settlement_by_custodian(p: Pack) -> list[tuple]:
 
 
 def segment_rows(p: Pack) -> list[tuple]:
+    """(segment, active clients, AUM) from each segment's total row, computed before small cells
+    are suppressed (a version published before client_stats had totals: the cells summed)."""
+    if p.has("client_stats", "suppressed"):
+        return p.rows("SELECT segment, clients_active, aum_usd FROM client_stats WHERE as_of_date = ? "
+                      "AND segment <> 'ALL' AND country = 'ALL' AND age_band = 'ALL' ORDER BY 1", [p.d])
     return p.rows(f"SELECT segment, sum(clients_active), {DECIMAL_SUM.format('aum_usd')} FROM client_stats "
                   "WHERE as_of_date = ? GROUP BY 1 ORDER BY 1", [p.d])
 
@@ -199,3 +226,81 @@ def quarantine_rule_rows(p: Pack) -> list[tuple]:
 def failed_stage_rows(p: Pack) -> list[tuple]:
     return p.rows("SELECT stage, status, message FROM pipeline_runs WHERE business_date = ? "
                   "AND status <> 'SUCCESS' ORDER BY stage", [p.d])
+
+
+# --- product control (DOMAIN §8) ----------------------------------------------------------------
+
+PNL_BOOK_COLUMNS = ("book", "price_effect_usd", "fx_effect_usd", "carry_usd", "commission_usd", "fees_usd",
+                    "total_pnl_usd", "reported_pnl_usd", "unexplained_usd", "pnl_break", "report_missing")
+
+
+def pnl_book_rows(p: Pack) -> list[tuple]:
+    """The desks' P&L and its explain, FIRM last."""
+    return p.rows(f"SELECT {', '.join(PNL_BOOK_COLUMNS)} FROM pnl_book WHERE as_of_date = ? "
+                  "ORDER BY book = 'FIRM', book", [p.d])
+
+
+IPV_COLUMNS = ("instrument_id", "asset_class", "fo_price", "ipv_price", "diff_pct", "tolerance", "status",
+               "stale_days", "adjustment_usd")
+
+
+def ipv_summary(p: Pack) -> tuple:
+    """(instruments, with an IPV price, breaches, stale, gross MV, gross MV covered, adjustment)."""
+    return p.one(f"SELECT count(*), count(ipv_price), count(*) FILTER (WHERE status = 'BREACH'), "
+                 f"count(*) FILTER (WHERE stale), {DECIMAL_SUM.format('gross_mv_usd')}, "
+                 f"{DECIMAL_SUM.format('CASE WHEN ipv_price IS NOT NULL THEN gross_mv_usd ELSE 0 END')}, "
+                 f"{DECIMAL_SUM.format('adjustment_usd')} FROM ipv_results WHERE as_of_date = ?", [p.d])
+
+
+def ipv_exception_rows(p: Pack) -> list[tuple]:
+    """Breaches and stale closes, the largest adjustment first."""
+    return p.rows(f"SELECT {', '.join(IPV_COLUMNS)} FROM ipv_results WHERE as_of_date = ? "
+                  "AND (status = 'BREACH' OR stale) ORDER BY abs(adjustment_usd) DESC, instrument_id", [p.d])
+
+
+POSITION_BREAK_COLUMNS = ("client_key", "instrument_id", "custodian", "previous_quantity", "settled_change",
+                          "expected_quantity", "actual_quantity", "difference")
+
+
+def position_recon_summary(p: Pack) -> list[tuple]:
+    return p.rows("SELECT status, count(*) FROM position_recon WHERE as_of_date = ? GROUP BY 1 ORDER BY 1", [p.d])
+
+
+def position_break_rows(p: Pack) -> list[tuple]:
+    return p.rows(f"SELECT {', '.join(POSITION_BREAK_COLUMNS)} FROM position_recon WHERE as_of_date = ? "
+                  "AND status = 'BREAK' ORDER BY abs(difference) DESC, client_key, instrument_id", [p.d])
+
+
+# --- trends: the history up to the date (issue 25: the pack at 8 am) ---------------------------
+
+def recon_break_trend(p: Pack, history: int) -> dict[str, int]:
+    """date -> open reconciliation breaks (trades), the last `history` dates up to the pack's."""
+    return dict(p.rows("SELECT CAST(as_of_date AS VARCHAR), CAST(coalesce(sum(trades) FILTER (WHERE is_break), 0) AS BIGINT) "
+                       "FROM ops_recon_summary WHERE as_of_date <= ? GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [p.d, history]))
+
+
+def worklist_open_trend(p: Pack, history: int) -> dict[str, int]:
+    """date -> open worklist items, the last `history` dates up to the pack's."""
+    return dict(p.rows("SELECT CAST(as_of_date AS VARCHAR), count(*) FROM bo_worklist WHERE as_of_date <= ? "
+                       "GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [p.d, history]))
+
+
+def limit_status_trend(p: Pack, history: int) -> dict[str, tuple[int, int]]:
+    """date -> (limits in BREACH, limits in WARNING), the last `history` dates up to the pack's."""
+    return {d: (b, w) for d, b, w in p.rows(
+        "SELECT CAST(as_of_date AS VARCHAR), count(*) FILTER (WHERE status = 'BREACH'), "
+        "count(*) FILTER (WHERE status = 'WARNING') FROM risk_limit_utilisation WHERE as_of_date <= ? "
+        "GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [p.d, history])}
+
+
+def cost_to_income_trend(p: Pack, history: int) -> dict[str, float | None]:
+    """date -> FIRM's month-to-date cost-to-income, the last `history` dates up to the pack's."""
+    return dict(p.rows("SELECT CAST(as_of_date AS VARCHAR), cost_to_income FROM cost_income WHERE as_of_date <= ? "
+                       "AND period = 'MTD' AND cost_center = 'FIRM' ORDER BY as_of_date DESC LIMIT ?", [p.d, history]))
+
+
+def target_trend(p: Pack, metric: str, scope_id: str, history: int) -> dict[str, float]:
+    """date -> the target's milestone in force (kpi_targets), the last `history` dates up to the pack's."""
+    return dict(p.rows("SELECT CAST(business_date AS VARCHAR), min(target_value) FROM kpi_targets "
+                       "WHERE business_date <= ? AND metric = ? AND scope_id = ? GROUP BY 1 ORDER BY 1 DESC LIMIT ?",
+                       [p.d, metric, scope_id, history]))

@@ -7,6 +7,7 @@ whatever the warehouse holds and grows as marts are added.
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 from midoffice.report import queries as Q
@@ -14,6 +15,9 @@ from midoffice.report.charts import (MEASURE, STATUS, STATUS_OF, Bar, Column, Li
                                      status_color, time_chart, verdict)
 from midoffice.report.formats import fmt_count, fmt_pct, fmt_plain, fmt_ratio, fmt_usd, plural
 from midoffice.report.queries import Pack
+from midoffice.report.risk_sections import section_risk_beyond_var
+from midoffice.report.trends import section_trends
+from midoffice.report.worklist import section_changes, section_worklist
 from midoffice.report.view import (Badge, Cell, Chip, Chips, Figure, Grid, Heading, NotAvailable, Para, Row, Section,
                                    Source, Table, Tile, Value, data_table)
 
@@ -37,23 +41,30 @@ def _target_legend(what: str = "target") -> list[tuple[str, str]]:
 
 # --- KPI tiles ---------------------------------------------------------------------------------
 
-# (kpi_daily column, label, format, target (metric, scope) in kpi_targets, red when value > 0)
-TILES: list[tuple[str, str, Callable, tuple[str, str] | None, bool]] = [
-    ("firm_gross_exposure_usd", "Firm gross exposure (USD)", fmt_usd, None, False),
-    ("firm_net_exposure_usd", "Firm net exposure (USD)", fmt_usd, None, False),
-    ("firm_var_99_usd", "Firm VaR 99 % (USD)", fmt_usd, None, False),
-    ("limits_breach", "Limits in breach", fmt_count, None, True),
-    ("limits_warning", "Limits in warning", fmt_count, None, False),
-    ("recon_match_rate", "Recon match rate", fmt_pct, ("RECON_MATCH_RATE_MIN", "ALL"), False),
-    ("open_breaks", "Open recon breaks", fmt_count, None, False),
-    ("breaks_over_5bd", "Breaks older than 5 days", fmt_count, None, True),
-    ("settlement_efficiency", "Settlement efficiency", fmt_pct, ("SETTLEMENT_EFFICIENCY_MIN", "ALL"), False),
-    ("active_clients", "Active clients", fmt_count, ("ACTIVE_CLIENTS_MIN", "ALL"), False),
-    ("revenue_mtd_usd", "Revenue month to date (USD)", fmt_usd, None, False),
-    ("cost_to_income_mtd", "Cost-to-income MTD", fmt_pct, ("COST_TO_INCOME_MAX", "ALL"), False),
-    ("feeds_passed", "Feeds passing their gate", fmt_count, None, False),
-    ("quarantined_rows", "Records quarantined", fmt_count, None, True),
-    ("var_backtest_zone", "VaR backtest zone (FIRM)", fmt_plain, None, False),
+# (kpi_daily column, label, format, target (metric, scope) in kpi_targets, the status when the
+# value is above zero: BREACH (red) for a control that failed, WARNING (amber) for something to
+# look at: quarantined records were set aside and the feed still passed its gate)
+TILES: list[tuple[str, str, Callable, tuple[str, str] | None, str | None]] = [
+    ("firm_gross_exposure_usd", "Firm gross exposure (USD)", fmt_usd, None, None),
+    ("firm_net_exposure_usd", "Firm net exposure (USD)", fmt_usd, None, None),
+    ("firm_var_99_usd", "Firm VaR 99 % (USD)", fmt_usd, None, None),
+    ("limits_breach", "Limits in breach", fmt_count, None, "BREACH"),
+    ("limits_warning", "Limits in warning", fmt_count, None, None),
+    ("recon_match_rate", "Recon match rate", fmt_pct, ("RECON_MATCH_RATE_MIN", "ALL"), None),
+    ("open_breaks", "Open recon breaks", fmt_count, None, None),
+    ("breaks_over_5bd", "Breaks older than 5 days", fmt_count, None, "BREACH"),
+    ("settlement_efficiency", "Settlement efficiency", fmt_pct, ("SETTLEMENT_EFFICIENCY_MIN", "ALL"), None),
+    ("active_clients", "Active clients", fmt_count, ("ACTIVE_CLIENTS_MIN", "ALL"), None),
+    ("revenue_mtd_usd", "Revenue month to date (USD)", fmt_usd, None, None),
+    ("cost_to_income_mtd", "Cost-to-income MTD", fmt_pct, ("COST_TO_INCOME_MAX", "ALL"), None),
+    ("feeds_passed", "Feeds passing their gate", fmt_count, None, None),
+    ("quarantined_rows", "Records quarantined", fmt_count, None, "WARNING"),
+    ("var_backtest_zone", "VaR backtest zone (FIRM)", fmt_plain, None, None),
+    ("firm_pnl_usd", "Firm P&L today (USD)", fmt_usd, None, None),
+    ("pnl_breaks", "Desk P&L breaks", fmt_count, None, "BREACH"),
+    ("ipv_coverage", "IPV coverage (gross MV)", fmt_pct, None, None),
+    ("ipv_breaches", "IPV breaches", fmt_count, None, "BREACH"),
+    ("position_breaks", "Client position breaks", fmt_count, None, "BREACH"),
 ]
 
 
@@ -74,30 +85,50 @@ def kpi_tiles(p: Pack, tgts: dict) -> list[Tile]:
     row = None if why else Q.kpi_row(p)
     if row is None and not why:
         why = p.why_empty("kpi_daily")
+    before = None if why else Q.kpi_previous_row(p)
     tiles = []
-    for column, label, fmt, target, bad_above_zero in TILES:
+    for column, label, fmt, target, above_zero in TILES:
         if why or column not in row:
             tiles.append(Tile(column, label, available=False, caption=why or p.missing("kpi_daily", column)))
             continue
         value = row[column]
         text, status = fmt(value), None
         target_value, target_status = _target_value(tgts.get(target) if target else None, fmt)
-        if bad_above_zero and value is not None:
-            status = "BREACH" if value > 0 else "OK"
+        if above_zero and value is not None:
+            status = above_zero if value > 0 else "OK"
         elif column == "var_backtest_zone" and value is not None:
-            text = f"{value} · {row.get('var_backtest_exceptions')} exceptions"
+            # short enough for a tile: the zone's name (INSUFFICIENT_HISTORY) is in the caption
+            text = (f"no zone · {row.get('var_backtest_observations')}/250 obs."
+                    if value == "INSUFFICIENT_HISTORY" else f"{value} · {row.get('var_backtest_exceptions')} exceptions")
             status = STATUS_OF.get(value)
         elif column == "feeds_passed" and row.get("feeds_total") is not None and value is not None:
             text += f" / {row['feeds_total']}"
             status = "OK" if value == row["feeds_total"] else "BREACH"
         else:
             status = target_status
-        tiles.append(Tile(column, label, text, "kpi_daily", column, value, status, target_value,
-                          caption=f"source: kpi_daily.{column}"))
+        caption = f"source: kpi_daily.{column}" + day_on_day(value, before, column, fmt)
+        if column == "var_backtest_zone" and value == "INSUFFICIENT_HISTORY":
+            caption += " = INSUFFICIENT_HISTORY (a Basel zone needs 250 observations)"
+        tiles.append(Tile(column, label, text, "kpi_daily", column, value, status, target_value, caption=caption))
     return tiles
 
 
+def day_on_day(value, before: dict | None, column: str, fmt: Callable) -> str:
+    """' · +1.20 m on 2026-01-07': the change since the previous business date's kpi_daily row (a
+    rate's change in percentage points), or nothing when either is not a number."""
+    old = (before or {}).get(column)
+    if not all(isinstance(x, numbers.Number) and not isinstance(x, bool) for x in (value, old)):
+        return ""
+    delta = float(value) - float(old)
+    shown = fmt(abs(delta)).replace(" %", " pt")
+    return f" · {'+' if delta >= 0 else '−'}{shown} on {before['business_date']}"
+
+
 # --- sections ----------------------------------------------------------------------------------
+
+# INFO (the worklist's summary) is a measure, not a verdict: no status colour
+SEVERITY_STATUS = {"CRITICAL": "BREACH", "WARNING": "WARNING"}
+
 
 def section_alerts(p: Pack, tgts: dict) -> Section:
     why = p.missing("alerts", "severity", "alert_type", "subject_id", "message")
@@ -111,11 +142,11 @@ def section_alerts(p: Pack, tgts: dict) -> Section:
     counts: dict[tuple[str, str], int] = {}
     for sev, typ, _, _ in rows:
         counts[(sev, typ)] = counts.get((sev, typ), 0) + 1
-    badges = [Badge(Value(f"{n} {t}", "alerts", "alert_type", t, n, "BREACH" if s == "CRITICAL" else "WARNING"))
+    badges = [Badge(Value(f"{n} {t}", "alerts", "alert_type", t, n, SEVERITY_STATUS.get(s)))
               for (s, t), n in counts.items()]
     table = data_table("alerts", [("severity", "severity", fmt_plain), ("alert_type", "type", fmt_plain),
                                   ("subject_id", "subject", fmt_plain), ("message", "message", fmt_plain)],
-                       rows, status=lambda r: "BREACH" if r[0] == "CRITICAL" else "WARNING", limit=15)
+                       rows, status=lambda r: SEVERITY_STATUS.get(r[0]), limit=15)
     return Section("alerts", f"Alerts ({len(rows)})", [Para(badges), table,
                                                        Source(["alerts.severity", "alerts.alert_type", "alerts.message"])])
 
@@ -213,7 +244,30 @@ def section_limits(p: Pack, tgts: dict, shown_max: int = 25) -> Section:
              ("limit_value", "limit", lambda v: fmt_usd(v) if v and v > 1 else fmt_pct(v)),
              ("utilisation", "utilisation", fmt_pct), ("consecutive_breach_days", "days in breach", fmt_count)],
             [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[9]) for r in breaches], status=lambda r: "BREACH")]
+    blocks += _limit_changes(p)
     return Section("limits", title, blocks, lead)
+
+
+def _limit_changes(p: Pack) -> list:
+    """Today's limit changes (DOMAIN §10.3), or one line saying there are none or why not."""
+    why = p.missing("limit_changes", *Q.LIMIT_CHANGE_COLUMNS)
+    if why:
+        return [Heading("Limit changes today"), NotAvailable(why)]
+    rows = Q.limit_change_rows(p)
+    if not rows:
+        return [Heading("Limit changes today"), Para(["No limit was set, changed or removed by today's limits delivery."])]
+
+    def amount(v):
+        return fmt_usd(v) if v is not None and v > 1 else fmt_pct(v)
+
+    return [Heading("Limit changes today"), data_table(
+        "limit_changes",
+        [("limit_id", "limit", fmt_plain), ("change_type", "change", fmt_plain), ("scope_type", "scope", fmt_plain),
+         ("scope_id", "member", fmt_plain), ("metric", "metric", fmt_plain), ("old_limit_value", "old limit", amount),
+         ("new_limit_value", "new limit", amount), ("change_pct", "change", fmt_pct),
+         ("old_warning_pct", "old warning", fmt_pct), ("new_warning_pct", "new warning", fmt_pct),
+         ("cured_by_limit_change", "breach cured by the change", lambda v: "yes" if v else "no")],
+        rows, status=lambda r: "WARNING" if r[10] else None)]
 
 
 def section_var(p: Pack, tgts: dict, history: int = 60) -> Section:
@@ -399,6 +453,101 @@ def section_cost_income(p: Pack, tgts: dict) -> Section:
     return Section("cost", title, blocks)
 
 
+def _pnl_status(row: tuple) -> str | None:
+    """A desk's row: BREACH when its report breaks, WARNING when it sent none."""
+    brk, missing = row[9], row[10]
+    return "BREACH" if brk else "WARNING" if missing else None
+
+
+def section_product_control(p: Pack, tgts: dict) -> Section:
+    """The day's P&L by desk and its explain against the desks' own reports (DOMAIN §8.2), the
+    independent price verification (§8.3) and the client position breaks (§8.4)."""
+    title = "Product control: P&L, prices, positions"
+    rows, why = _read(p, "pnl_book", Q.PNL_BOOK_COLUMNS, Q.pnl_book_rows)
+    if why:
+        return _na("pnl", title, why)
+    desks = [r for r in rows if r[0] != "FIRM"]
+    firm = next((r for r in rows if r[0] == "FIRM"), None)
+    bars = [Bar(r[0], (r[6], r[7]), colors=(status_color("BREACH") if r[9] else STATUS["OK"], STATUS["NOT_APPLICABLE"]),
+                note=("break: " if r[9] else "unexplained ") + fmt_usd(r[8]) if r[8] is not None else "no report")
+            for r in desks]
+    chart = hbar_chart(bars, [Series("total_pnl_usd", "P&L (product control)", STATUS["OK"]),
+                              Series("reported_pnl_usd", "desk's own report", STATUS["NOT_APPLICABLE"])],
+                       mart="pnl_book", fmt=fmt_usd, width=700)
+    explain = data_table("pnl_book", [("book", "desk", fmt_plain), ("price_effect_usd", "price", fmt_usd),
+                                      ("fx_effect_usd", "FX", fmt_usd), ("carry_usd", "carry", fmt_usd),
+                                      ("commission_usd", "commission", fmt_usd), ("fees_usd", "fees", fmt_usd),
+                                      ("total_pnl_usd", "total", fmt_usd), ("reported_pnl_usd", "desk reported", fmt_usd),
+                                      ("unexplained_usd", "unexplained", fmt_usd)],
+                         [r[:9] for r in rows], status=lambda r: _pnl_status(next(x for x in rows if x[0] == r[0])))
+    breaks = [r for r in desks if r[9]]
+    lead: list = []
+    if firm:
+        lead = ["The firm made ", Value(fmt_usd(firm[6]), "pnl_book", "total_pnl_usd", "FIRM", firm[6]), " today; ",
+                Value(plural(len(breaks), "desk"), "pnl_book", "pnl_break", None, len(breaks), "BREACH" if breaks else "OK"),
+                " reported a P&L outside tolerance."]
+    blocks: list = [Figure([chart], Source(["pnl_book.total_pnl_usd", "pnl_book.reported_pnl_usd", "pnl_book.pnl_break"],
+                                           "red: the desk's report breaks from ours (beyond max(PNL_TOLERANCE_USD, "
+                                           "PNL_TOLERANCE_PCT × |reported|))"), "Desk P&L against the desk's own"),
+                    Heading("P&L explain by desk (USD)"), explain,
+                    Source(["pnl_book.price_effect_usd", "pnl_book.fx_effect_usd", "pnl_book.carry_usd",
+                            "pnl_book.commission_usd", "pnl_book.fees_usd", "pnl_book.unexplained_usd"],
+                           "total = price + FX + carry + commission + fees; unexplained = desk reported − total")]
+    if not p.missing("ipv_results", *Q.IPV_COLUMNS, "stale", "gross_mv_usd"):
+        n, priced, breached, stale, gross, covered, adjustment = Q.ipv_summary(p)
+        blocks.append(Heading("Independent price verification"))
+        if n:
+            coverage = covered / gross if gross else None
+            blocks.append(Para([Value(fmt_pct(coverage), "ipv_results", "gross_mv_usd", None, coverage),
+                                f" of the books' gross market value has an independent price ({priced} of "
+                                f"{plural(n, 'instrument')}); ",
+                                Value(plural(breached, "breach", "breaches"), "ipv_results", "status", "BREACH", breached,
+                                      "BREACH" if breached else "OK"), ", ",
+                                Value(plural(stale, "stale close"), "ipv_results", "stale", None, stale,
+                                      "WARNING" if stale else "OK"), "; valuation adjustment ",
+                                Value(fmt_usd(adjustment), "ipv_results", "adjustment_usd", None, adjustment), "."]))
+            exceptions = Q.ipv_exception_rows(p)
+            if exceptions:
+                blocks += [data_table("ipv_results", [("instrument_id", "instrument", fmt_plain),
+                                                      ("asset_class", "asset class", fmt_plain),
+                                                      ("fo_price", "our close", fmt_plain), ("ipv_price", "independent", fmt_plain),
+                                                      ("diff_pct", "difference", lambda v: fmt_pct(v, 2)),
+                                                      ("tolerance", "tolerance", lambda v: fmt_pct(v, 2)),
+                                                      ("status", "status", fmt_plain), ("stale_days", "days unchanged", fmt_count),
+                                                      ("adjustment_usd", "adjustment", fmt_usd)],
+                                      exceptions, status=lambda r: "BREACH" if r[6] == "BREACH" else "WARNING", limit=15),
+                           Source(["ipv_results.diff_pct", "ipv_results.tolerance", "ipv_results.stale_days",
+                                   "ipv_results.adjustment_usd"], "breaches (IPV_TOLERANCE_PCT) and stale closes (STALE_PRICE_DAYS)")]
+        else:
+            blocks.append(NotAvailable(p.why_empty("ipv_results")))
+    if not p.missing("position_recon", *Q.POSITION_BREAK_COLUMNS, "status"):
+        counts = dict(Q.position_recon_summary(p))
+        brk = Q.position_break_rows(p)
+        blocks.append(Heading("Client positions against what settled"))
+        if counts:
+            blocks.append(Para([Value(plural(counts.get("MATCHED", 0), "position"), "position_recon", "status", "MATCHED",
+                                      counts.get("MATCHED", 0)), " moved exactly by what settled, ",
+                                Value(f"{counts.get('NO_PRIOR', 0)} new", "position_recon", "status", "NO_PRIOR",
+                                      counts.get("NO_PRIOR", 0)), ", ",
+                                Value(plural(len(brk), "break"), "position_recon", "status", "BREAK", len(brk),
+                                      "BREACH" if brk else "OK"), "."]))
+            if brk:
+                blocks += [data_table("position_recon", [("client_key", "client", fmt_plain),
+                                                         ("instrument_id", "instrument", fmt_plain),
+                                                         ("custodian", "custodian", fmt_plain),
+                                                         ("previous_quantity", "previous", fmt_count),
+                                                         ("settled_change", "settled", fmt_count),
+                                                         ("expected_quantity", "expected", fmt_count),
+                                                         ("actual_quantity", "custodian reports", fmt_count),
+                                                         ("difference", "difference", fmt_count)],
+                                      brk, status=lambda r: "BREACH", limit=15),
+                           Source(["position_recon.expected_quantity", "position_recon.actual_quantity",
+                                   "position_recon.difference"], "expected = previous custody + settled quantity changes")]
+        else:
+            blocks.append(NotAvailable(p.why_empty("position_recon")))
+    return Section("pnl", title, blocks, lead)
+
+
 def section_data_quality(p: Pack, tgts: dict) -> Section:
     title = "Data-quality health"
     cols = Q.FEED_HEALTH_COLUMNS
@@ -451,11 +600,19 @@ def section_data_quality(p: Pack, tgts: dict) -> Section:
 
 
 def section_extracts(extracts: list[dict], absent: list[str]) -> Section:
+    """Each mart's CSV (when it fits a spreadsheet) and the query that reads its rows of the date
+    from the lake at the pack's version."""
     rows = [Row([Cell(e["mart"], "mart"), Cell(f"{e['rows']:,}", "*", str(e["rows"]), mart=e["mart"]),
-                 Cell("CSV", "csv", href=f"extracts/{e['csv']}"), Cell("Parquet", "parquet", href=f"extracts/{e['parquet']}")])
+                 Cell("CSV", "csv", href=f"extracts/{e['csv']}") if e.get("csv") else Cell("in the lake only", "csv"),
+                 Cell(e["lake_sql"], "lake_sql")])
             for e in extracts]
+    version = next((e["version"] for e in extracts if e.get("version")), None)
     blocks: list = [Table(None, [("mart", "mart"), ("rows", "rows for the date"), ("csv", "CSV"),
-                                       ("parquet", "Parquet")], rows)]
+                                 ("lake_sql", "in the lake (Parquet)")], rows)]
+    if version:
+        blocks.append(Para([f"The lake's rows as this pack read them: open version {version} with "
+                            f"`midoffice versions --attach {version}` (DuckDB) or `midoffice query --as-of-version "
+                            f"{version}`. A CSV is written when the date's rows fit a spreadsheet."], note=True))
     if absent:
         blocks.append(Para([f"Not in the published warehouse (no extract): {', '.join(absent)}."], note=True))
     return Section("extracts", "Extracts", blocks)
@@ -463,9 +620,13 @@ def section_extracts(extracts: list[dict], absent: list[str]) -> Section:
 
 # (id, title in the navigation, builder): the pack's sections in page order.
 SECTIONS: list[tuple[str, str, Callable[[Pack, dict], Section]]] = [
-    ("alerts", "Alerts", section_alerts), ("exposure", "Exposure", section_exposure),
-    ("limits", "Limits", section_limits), ("var", "VaR", section_var), ("recon", "Reconciliation", section_recon),
+    ("alerts", "Alerts", section_alerts), ("changes", "What changed", section_changes),
+    ("worklist", "Worklist", section_worklist), ("trends", "Trends", section_trends),
+    ("exposure", "Exposure", section_exposure),
+    ("limits", "Limits", section_limits), ("var", "VaR", section_var),
+    ("risk2", "Risk beyond VaR", section_risk_beyond_var), ("recon", "Reconciliation", section_recon),
     ("settlement", "Settlement", section_settlement), ("clients", "Clients", section_clients),
+    ("pnl", "Product control", section_product_control),
     ("cost", "Cost-to-income", section_cost_income), ("targets", "Targets", section_targets),
     ("dq", "Data quality", section_data_quality),
 ]

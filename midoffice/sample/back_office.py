@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from midoffice.sample.common import CURRENCIES, S_GL, S_POS, S_SETTLE, SENT, _rng
 from midoffice.sample.files import _cat, _csv_lines, _ids, _int, _lab, _num
+from midoffice.sample.product_control import EXPENSE_SCALE
 from midoffice.sample.reference import BOOKS, CUSTODIANS
 
 ST_PENDING, ST_SETTLED, ST_PARTIAL, ST_FAILED, ST_CANCELLED = range(5)
@@ -171,6 +172,7 @@ class BackOfficeMixin:
         ti, sid, ver, q, amt, st = ti[order], sid[order], ver[order], q[order], amt[order], st[order]
         settled = np.where(st == ST_SETTLED, q, np.where(st == ST_PARTIAL,
                                                          np.floor(q * ts["pfrac"][ti]), 0.0))
+        self._pc_settled(ti, sid, settled)
         actual = np.where((st == ST_SETTLED) | (st == ST_PARTIAL), g, -1)
         act_col = self.dstr.take(pa.array(np.where(actual >= 0, actual, 0), mask=actual < 0))
         reason = pa.array(np.array(FAIL_REASONS, dtype=object)[ts["reason"][ti]], pa.string(), mask=st != ST_FAILED)
@@ -178,7 +180,9 @@ class BackOfficeMixin:
         cols = [
             _ids("S", sid, 10), tid_col, _int(ver), _num(q, 0), _num(amt, 2),
             _lab(CURRENCIES, self.cur[ts["inst"][ti]]), self.dstr.take(pa.array(ts["s"][ti])), act_col,
-            _lab(SETTLE_STATUS, st), _num(settled, 0), reason, _lab(CUSTODIANS, self.inst_cust[ts["inst"][ti]]),
+            _lab(SETTLE_STATUS, st), _num(settled, 0), reason,
+            # a client trade settles at the client's custodian (its custody moves by it, DOMAIN §8.4)
+            _lab(CUSTODIANS, np.where(ts["fo"][ti], self.cl["cust"][ts["client"][ti]], self.inst_cust[ts["inst"][ti]])),
         ]
         # prune trades with nothing left to do
         E = np.stack([ts["e0"], ts["e1"], ts["e2"], ts["rebook"]])
@@ -204,7 +208,8 @@ class BackOfficeMixin:
             base = np.where(base > 0, base, fallback)
             sign = np.where(r.random((nb, N)) < 0.8, 1.0, -1.0)
             self.Q = np.round(sign * base * 12 * r.lognormal(0, 0.6, (nb, N))) * self.held
-        self.Q = self.Q + flow * self.held
+            self._pc_size_inventory(g)  # product_control.py: an inventory the month's revenue can carry
+        self.Q = self._pc_inventory_step(flow)
         bb, bi = np.nonzero(self.held)
         o = np.lexsort((self.h_inst, self.h_client))
         hc, hi, hq = self.h_client[o], self.h_inst[o], self.h_qty[o]
@@ -244,6 +249,7 @@ class BackOfficeMixin:
                 rows_cat.append(cat)
                 rows_usd.append(tot * SUPPORT_SHARE[j] * share * (3.0 if sup == "SALES" and cat == 5 else 1.0))
         cc, cat, usd = np.array(rows_cc), np.array(rows_cat), np.array(rows_usd)
+        usd = np.where(cat == 0, usd, usd * EXPENSE_SCALE)  # product_control.py: cost-to-income calibration
         k = 1 + r.poisson(2.0, len(cc))
         cc, cat, usd = np.repeat(cc, k), np.repeat(cat, k), np.repeat(usd / k, k)
         n = len(cc)
@@ -252,6 +258,7 @@ class BackOfficeMixin:
         ccy = np.where(r.random(n) < 0.2, r.choice([1, 3, 4], n), ent_ccy)
         amt = np.maximum(np.round(usd / fx[ccy], 2), 0.01)
         back = np.where(r.random(n) < 0.85, 0, r.integers(1, 3, n))
+        self.gl_day = dict(cc=cc, cat=cat, amt=amt, ccy=ccy, back=back)  # the desks' fees (product_control.py)
         eid = self.gl_next + np.arange(n)
         self.gl_next += n
         cols = [

@@ -99,6 +99,7 @@ class FaultsMixin:
                 dups.append((int(fr.integers(row + 1, len(px) + 1)), row))
                 continue
             mods[row] = rule
+            self.bad_price_rows.add(row)  # d > 0: row k is instrument k (product control's desk misses it too)
             if rule == "close_price:range":
                 px[row] = 0.0
             elif rule == "instrument_id:ref":

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from midoffice.sample.back_office import K_ORPHAN
 from midoffice.sample.common import CURRENCIES, S_ACT, S_CLIENTS, S_TRADES, _rng
 from midoffice.sample.files import _cat, _csv_lines, _epoch_dates, _ids, _int, _lab, _num, _ts
+from midoffice.sample.portfolios import client_holdings, portfolio_rng
 from midoffice.sample.reference import RISK, SYL1, SYL2, VENUES
 
 FIRST = ["Anna", "Ben", "Clara", "David", "Elena", "Felix", "Grace", "Hugo", "Iris", "James",
@@ -93,18 +94,9 @@ class FrontOfficeMixin:
     def _new_holdings(self, r, clients: np.ndarray, g: int):
         if len(clients) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-        seg = self.cl["seg"][clients]
-        npos = 1 + r.negative_binomial(1.5, 0.27, len(clients)) * np.where(seg == 2, 2, 1)
-        npos = np.minimum(npos, 40)
-        hc = np.repeat(clients, npos)
-        w = np.where(self.ac == 4, 0.0, 1.0 / (self.popularity + 8.0))
-        w /= w.sum()
-        hi = r.choice(self.N, len(hc), p=w)
-        key = np.unique(hc.astype(np.int64) * self.N + hi)
-        hc, hi = key // self.N, key % self.N
-        share = r.exponential(1.0, len(hc)) ** 1.5
-        tot = np.bincount(hc, weights=share, minlength=len(self.cl["seg"]))
-        share = share / tot[hc]
+        # by risk profile, from the portfolio stream (midoffice/sample/portfolios.py)
+        hc, hi, share = client_holdings(portfolio_rng(self.seed, g, clients), clients, self.cl["seg"],
+                                        self.cl["risk"], self.ac, self.popularity)
         px_usd = self.P(g)[hi] * self.FX(g)[self.cur[hi]]
         qty = np.maximum(1.0, np.round(share * self.cl["wealth"][hc] * 0.6 / px_usd))
         return hc, hi, qty
@@ -155,11 +147,11 @@ class FrontOfficeMixin:
         for key in cl:
             cl[key] = np.concatenate([cl[key], new[key].astype(cl[key].dtype)])
         new_idx = np.arange(n, n + k_new)
-        # holdings: closed clients leave, new clients invest, some holdings change
-        keep = cl["status"][self.h_client] != 2
-        self.h_client, self.h_inst, self.h_qty = self.h_client[keep], self.h_inst[keep], self.h_qty[keep]
-        m = r.random(len(self.h_qty)) < 0.02
-        self.h_qty = np.where(m, np.maximum(1.0, np.round(self.h_qty * r.lognormal(0, 0.2, len(m)))), self.h_qty)
+        # holdings: new clients invest; otherwise custody moves only by what settles (DOMAIN §8.4,
+        # product_control.py), and a closed client's custody stays until transferred away. The
+        # draws of the random changes this replaced are kept, so that the stream stays as it was.
+        r.random(len(self.h_qty))
+        r.lognormal(0, 0.2, len(self.h_qty))
         investors = new_idx[r.random(k_new) < 0.6]
         hc, hi, hq = self._new_holdings(r, investors, g - 1)
         self.h_client = np.concatenate([self.h_client, hc])
@@ -333,7 +325,7 @@ class FrontOfficeMixin:
         touched = np.zeros(len(ts["tid"]), bool)
         touched[np.concatenate([am, ca, storm_idx])] = True
         plain = (et == 0) & (td == g) & ~touched[ri]
-        self.day_new = dict(book=ts["book"][idx], inst=ts["inst"][idx], side=ts["side"][idx], qty=new["qty"],
+        self.day_new = dict(book=ts["book"][idx], inst=ts["inst"][idx], side=ts["side"][idx], qty=new["qty"], t=t_day,
                             comm_usd=new["comm"] * self.FX(g)[self.cur[new["inst"]]])
         self.client_refs = [ts["client"][ri]]
         return _csv_lines(cols), {"plain": plain, "any": np.ones(len(ri), bool)}

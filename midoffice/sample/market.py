@@ -84,6 +84,11 @@ class MarketMixin:
         inst = self.inst_ids.take(pa.array(ii))
         if faulted and d > 0:
             px, days, inst = self._fault_prices(g, px, days, inst)
+        if d == 0:  # the stressed pre-history (risk_data.py), after the Part 1 rows
+            pre_days, pre_ii, pre_px = self._pre_history_price_rows()
+            days = np.concatenate([days, pre_days])
+            inst = pa.concat_arrays([inst, self.inst_ids.take(pa.array(pre_ii))])
+            px = np.concatenate([px, pre_px])
         tbl = pa.table({"price_date": pa.array(days, pa.int32()).cast(pa.date32()), "instrument_id": inst,
                         "close_price": pa.array(px, pa.float64())})
         buf = io.BytesIO()
@@ -96,9 +101,15 @@ class MarketMixin:
         gg = np.repeat(gs, C)
         cc = np.tile(np.arange(C), len(gs))
         rate = np.stack([self.FX(x) for x in gs]).ravel()
-        cols = [self.dstr.take(pa.array(gg)), _lab(CURRENCIES, cc), _num(rate, 8)]
+        dates = self.dstr.take(pa.array(gg))
         ctx = None
         if d == 0 and self.faults:
             hist = gg < g
             ctx = {"usd": hist & (cc == 0), "other": hist & (cc != 0)}
+        if d == 0:  # the stressed pre-history (risk_data.py), after the Part 1 rows, never faulted
+            pre_dates, pre_cc, pre_rate = self._pre_history_fx_rows()
+            dates, cc, rate = pa.concat_arrays([dates, pre_dates]), np.concatenate([cc, pre_cc]), np.concatenate([rate, pre_rate])
+            if ctx is not None:
+                ctx = {k: np.concatenate([v, np.zeros(len(pre_cc), bool)]) for k, v in ctx.items()}
+        cols = [dates, _lab(CURRENCIES, cc), _num(rate, 8)]
         self._write_lines(ddir, "fx_rates", _csv_lines(cols), ctx, ctx is not None)

@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from midoffice.sample.common import ASSET_CLASSES, CURRENCIES, S_FAULTS, _rng
-from midoffice.sample.files import _cat, _ids, _int, _lab, _num, _quote_needed
+from midoffice.contracts import control_parameters
+from midoffice.sample.common import ASSET_CLASSES, CURRENCIES, S_FAULTS, S_TERMS, _rng
+from midoffice.sample.files import _cat, _epoch_dates, _ids, _int, _lab, _num, _quote_needed
 
 ISSUER_COUNTRIES = [("US", 0, 0.40), ("GB", 2, 0.12), ("DE", 1, 0.09), ("FR", 1, 0.08), ("NL", 1, 0.03),
                     ("IT", 1, 0.03), ("ES", 1, 0.02), ("JP", 3, 0.08), ("CH", 4, 0.06), ("CA", 5, 0.05),
@@ -117,12 +118,52 @@ class ReferenceMixin:
         self.sector = sector
         self.inst_table = [self.inst_ids, pa.array(name), _lab(ASSET_CLASSES, ac), pa.array(sector),
                            pa.array(issuer_ids), pa.array(country_lab), _lab(CURRENCIES, cur)]
+        self.bond_terms = self._bond_terms(coupon, year, bmask)
         # custodian per instrument (positions and settlements)
         self.inst_cust = np.array([CCY_CUSTODIAN[c][k % len(CCY_CUSTODIAN[c])] for k, c in enumerate(cur)])
         vsel = r.integers(0, 6, N)
         self.inst_venue = np.array([CCY_VENUES[c][v % len(CCY_VENUES[c])] for c, v in zip(cur, vsel)])
         self.inst_venue = np.where((ac == 1) | (ac == 4), 9, self.inst_venue)  # bonds, FX: OTC
         self.base_ccy = base_ccy
+
+    def _bond_terms(self, coupon, year, bmask) -> dict[str, np.ndarray]:
+        """Coupon, issue, maturity and frequency of each BOND (DOMAIN §7.3), matching its name
+        ("Name 4.125% 2034"): maturity on a day of that year, issued 5 to 30 years before it
+        and before the history starts, paying 1, 2 or 4 coupons a year (semi-annual mostly)."""
+        r = _rng(self.seed, -1, S_TERMS)
+        N = len(coupon)
+        month, day = r.integers(1, 13, N), r.integers(1, 29, N)
+        maturity = np.array([f"{y:04d}-{m:02d}-{d:02d}" for y, m, d in zip(year, month, day)], dtype="datetime64[D]")
+        first_history = self.axis[0]
+        tenor_years = r.integers(5, 31, N)
+        issue = np.minimum(maturity - (tenor_years * 365.25).astype(np.int64), first_history - 30)
+        return {"coupon_rate": np.where(bmask, coupon / 100.0, np.nan), "maturity_date": maturity,
+                "issue_date": issue, "coupon_frequency": r.choice([1, 2, 4], N, p=[0.3, 0.6, 0.1]),
+                "is_bond": bmask}
+
+    def _set_volumes(self, holdings_units: np.ndarray) -> None:
+        """Average daily volume (units) of each instrument: about twice the firm's gross holding
+        (a median position liquidates in ~2.5 days at 20 % participation), spread so that a few
+        need more than 20 days; an instrument the firm does not hold trades like the median."""
+        r = _rng(self.seed, 0, S_TERMS)
+        held = np.abs(holdings_units)
+        typical = np.median(held[held > 0]) if (held > 0).any() else 1000.0
+        base = np.where(held > 0, held, typical)
+        self.adv = np.maximum(np.round(base * 2.0 * r.lognormal(0.0, 1.1, len(base))), 1.0)
+
+    def _instruments_cols(self) -> list[pa.Array]:
+        t, b = self.bond_terms, self.bond_terms["is_bond"]
+
+        def date_text(days: np.ndarray) -> pa.Array:
+            return pc.if_else(pa.array(b), pa.array(np.datetime_as_string(days, unit="D")), pa.scalar(None, pa.string()))
+
+        return [_quote_needed(c) for c in self.inst_table] + [
+            pc.if_else(pa.array(b), _num(np.nan_to_num(t["coupon_rate"]), 6), pa.scalar(None, pa.string())),
+            date_text(t["issue_date"]),
+            date_text(t["maturity_date"]),
+            pc.if_else(pa.array(b), _int(t["coupon_frequency"]), pa.scalar(None, pa.string())),
+            _num(self.adv, 0),
+        ]
 
     # ---- books, traders ---------------------------------------------------------------------
     def _setup_books(self, r):
@@ -229,9 +270,31 @@ class ReferenceMixin:
         tg += [("COST_TO_INCOME_MAX", c, v) for c, v in zip(self.book_codes, [0.7, 0.7, 0.8, 0.8, 0.8, 0.6, 0.9, 0.9])]
         tg += [("COST_TO_INCOME_MAX", "ALL", 0.75), ("SETTLEMENT_EFFICIENCY_MIN", "ALL", 0.92),
                ("RECON_MATCH_RATE_MIN", "ALL", 0.95), ("ACTIVE_CLIENTS_MIN", "ALL", float(round(act * 0.97)))]
-        n = len(tg)
-        self.targets_cols = [_ids("TGT-", np.arange(1, n + 1), 3), pa.array([t[0] for t in tg]),
-                             pa.array([t[1] for t in tg]), _num([t[2] for t in tg])]
+        self.targets_cols = self._targets_with_glide_paths(tg, act)
+
+    def _targets_with_glide_paths(self, tg: list[tuple], active: int) -> list[pa.Array]:
+        """One row per target, in force from the start, and two targets as glide paths (DOMAIN
+        §7.3): earlier milestones dated on the run's business dates, each target's final value
+        unchanged. Nothing random is drawn, so no other figure of the seed moves."""
+        def on(k: int) -> int:
+            return int(self.axis_epoch[min(self.g0 + k, len(self.axis_epoch) - 1)])
+
+        glide = {("COST_TO_INCOME_MAX", "ALL"): [(None, 0.95), (on(2), 0.85), (on(5), 0.75)],
+                 ("ACTIVE_CLIENTS_MIN", "ALL"): [(None, float(round(active * 0.93))), (on(4), float(round(active * 0.97)))]}
+        rows = []
+        for i, (metric, scope, value) in enumerate(tg, start=1):
+            for day, milestone in glide.get((metric, scope), [(None, value)]):
+                rows.append((i, metric, scope, milestone, day))
+        dates = _epoch_dates([r[4] if r[4] is not None else 0 for r in rows])
+        return [_ids("TGT-", [r[0] for r in rows], 3), pa.array([r[1] for r in rows]), pa.array([r[2] for r in rows]),
+                _num([r[3] for r in rows]), pc.if_else(pa.array([r[4] is not None for r in rows]), dates, pa.scalar(None, pa.string()))]
+
+    def _control_parameters_cols(self):
+        """The sample firm delivers every documented default (DOMAIN §7.2) as its parameters."""
+        rows = [row for p in control_parameters().values() for row in p.default_rows()]
+        return [pa.array([r[0] for r in rows]), pa.array([r[1] for r in rows]),
+                pa.array([None if r[2] is None else f"{r[2]:.6f}".rstrip("0").rstrip(".") for r in rows], pa.string()),
+                _quote_needed(pa.array([r[3] for r in rows], pa.string()))]
 
     def _limits_cols(self, d):
         L = list(self.limits)

@@ -1,6 +1,6 @@
 """The simulated firm the sample feeds describe, and `generate`, the entry point.
 
-Writes ``<out>/<YYYY-MM-DD>/<feed file>`` for the 12 feeds of contracts/feeds.yaml plus a
+Writes ``<out>/<YYYY-MM-DD>/<feed file>`` for the feeds of contracts/feeds.yaml plus a
 ``_manifest.json`` per business date, and with ``faults=True`` a ground-truth
 ``<out>/_faults.json`` of every injected defect.
 
@@ -34,10 +34,13 @@ from midoffice.sample.back_office import BackOfficeMixin
 from midoffice.sample.calendars import FIRM, all_holidays, calendar_years, calendars_lines, holiday_array
 from midoffice.sample.common import CURRENCIES, HISTORY_DAYS, S_FAULTS, S_PRICES, S_SETUP, _rng
 from midoffice.sample.faults import FaultsMixin
-from midoffice.sample.files import FilesMixin, _quote_needed
+from midoffice.sample.files import FilesMixin
 from midoffice.sample.front_office import FrontOfficeMixin
 from midoffice.sample.market import MarketMixin
+from midoffice.sample.product_control import ProductControlMixin
 from midoffice.sample.reference import ReferenceMixin
+from midoffice.sample.risk_data import RiskDataMixin
+from midoffice.sample.teams import teams_columns
 
 
 def _roll_forward(axis: np.ndarray, holidays: np.ndarray) -> np.ndarray:
@@ -53,7 +56,8 @@ def _roll_forward(axis: np.ndarray, holidays: np.ndarray) -> np.ndarray:
     return nxt
 
 
-class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, FaultsMixin, FilesMixin):
+class _World(RiskDataMixin, ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, ProductControlMixin,
+             FaultsMixin, FilesMixin):
     """The firm's state from the set-up through every delivered date (one mixin per feed family)."""
 
     def __init__(self, out: Path, start: date, days: int, T: int, seed: int, faults: bool,
@@ -77,6 +81,7 @@ class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, Fau
         r = _rng(seed, -1, S_SETUP)
         self._setup_instruments(r)
         self._setup_prices(r)
+        self._setup_pre_history()  # DOMAIN §11: older, stressed history (own stream)
         self._setup_books(r)
         self._setup_clients(r)
         self.tid_next = 1
@@ -87,6 +92,7 @@ class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, Fau
         self.ts: dict[str, np.ndarray] | None = None
         self.Q = None  # book holdings (n_books x N)
         self.limits_tbl = None
+        self._pc_setup()
 
     # ---- per-date pipeline --------------------------------------------------------------------
     def run(self) -> dict:
@@ -108,22 +114,33 @@ class _World(ReferenceMixin, MarketMixin, FrontOfficeMixin, BackOfficeMixin, Fau
         rp = _rng(self.seed, d, S_PRICES)
         shock = -rp.uniform(3.0, 5.0) if (d >= 2 and rp.random() < 0.06) else None
         self._advance(rp, g, 1, shock)
+        self._pc_after_advance(g)
         self.cur_g = g
         self._clients_update(d, g)
         trades_lines, trades_ctx = self._trades(d, g)
         settle_lines, settle_ctx = self._settlements(d, g)
+        self.Q_prev = None if self.Q is None else self.Q.copy()
+        self._pc_position_break(d, g)
         pos_lines, pos_ctx = self._positions(d, g)
         if d == 0:
             self._calibrate(g)
+            self._set_volumes(self.Q.sum(axis=0))
+            self._risk_limits(g)
         act_lines, act_ctx = self._activity(d, g)
         gl_lines, gl_ctx = self._gl(d, g)
         # writes (clients last among the client-referencing data: safe fault rows need the refs)
         self._write_csv(ddir, "books", self._books_cols())
-        self._write_csv(ddir, "instruments", [_quote_needed(c) for c in self.inst_table])
+        self._write_csv(ddir, "instruments", self._instruments_cols())
         self._write_csv(ddir, "limits", self._limits_cols(d))
         self._write_csv(ddir, "targets", self.targets_cols)
         self._write_lines(ddir, "calendars", calendars_lines(self.calendars), None, False)
+        self._write_csv(ddir, "control_parameters", self._control_parameters_cols())
+        self._write_csv(ddir, "stress_scenarios", self._stress_scenarios_cols())
+        self.bad_price_rows_prev, self.bad_price_rows = self.bad_price_rows, set()
+        self._write_csv(ddir, "teams", teams_columns())
         self._write_prices(ddir, d, g, faulted)
+        self._write_desk_pnl(ddir, d, g)
+        self._write_ipv(ddir, d, g)
         self._write_fx(ddir, d, g, faulted)
         self._write_clients(ddir, d, g, faulted)
         self._write_lines(ddir, "trades", trades_lines, trades_ctx, faulted)

@@ -35,6 +35,27 @@ def read_csv(path: Path) -> list[dict]:
         return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
+def targets_in_force(rows: list[dict], as_of: str) -> dict[str, dict]:
+    """target_id -> the delivered targets' milestone in force on the date (latest effective_date on
+    or before it, an empty one being in force from the start), with the path's baseline (first
+    milestone), final value and next milestone (DOMAIN §7.3, §12). A target whose first milestone
+    is still to come is not in force."""
+    paths: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:  # an empty effective_date (None or "", as the reader gives it) is in force from the start
+        paths[r["target_id"]].append(dict(r, effective_date=r.get("effective_date") or None))
+    out = {}
+    for tid, path in paths.items():
+        path = sorted(path, key=lambda r: r["effective_date"] or "")
+        started = [r for r in path if (r["effective_date"] or "") <= as_of]
+        if not started:
+            continue
+        coming = [r for r in path if (r["effective_date"] or "") > as_of]
+        out[tid] = dict(started[-1], baseline=float(path[0]["target_value"]), final=float(path[-1]["target_value"]),
+                        next_value=float(coming[0]["target_value"]) if coming else None,
+                        next_date=coming[0]["effective_date"] if coming else None)
+    return out
+
+
 def read_clients(landing: Path, day: str) -> list[dict]:
     path = landing / day / "clients.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -140,7 +161,8 @@ def expected_portfolios(landing: Path, as_of: str) -> dict[str, dict]:
                 closes[p["instrument_id"]] = (rank, float(p["close_price"]))
     fx = fx_as_known(landing, as_of)
     instruments = {i["instrument_id"]: i for i in read_csv(landing / days[-1] / "instruments.csv")}
-    targets = {t["scope_id"]: float(t["target_value"]) for t in read_csv(landing / days[-1] / "targets.csv")
+    targets = {t["scope_id"]: float(t["target_value"])
+               for t in targets_in_force(read_csv(landing / days[-1] / "targets.csv"), as_of).values()
                if t["metric"] == "CLIENT_HHI_MAX"}
     clients = {c["client_id"]: c for c in read_clients(landing, days[-1])}
     quantity: dict[tuple[str, str], float] = defaultdict(float)
@@ -155,11 +177,16 @@ def expected_portfolios(landing: Path, as_of: str) -> dict[str, dict]:
     for client, holdings in values.items():
         gross = sum(abs(v) for _, v in holdings)
         shares = [abs(v) / gross for _, v in holdings]
-        hhi = sum(s * s for s in shares)
+        # a fund counts as diversified: its share squared times the UCITS 5/10/40 bound on a
+        # fund's own HHI (4 issuers at 10 %, 12 at 5 %)
+        ucits_hhi = 4 * 0.10 ** 2 + 12 * 0.05 ** 2
+        hhi = sum(s * s * (ucits_hhi if instruments[i]["asset_class"] == "FUND" else 1.0)
+                  for (i, _), s in zip(holdings, shares))
         profile = clients[client]["risk_profile"]
         hhi_max = targets.get(profile)
         out[client_key(client)] = {
             "client_id": client, "segment": clients[client]["segment"], "risk_profile": profile,
+            "relationship_manager_id": clients[client]["relationship_manager_id"],
             "aum_usd": sum(v for _, v in holdings), "n_positions": len(holdings),
             "n_asset_classes": len({instruments[i]["asset_class"] for i, _ in holdings}),
             "hhi": hhi, "effective_n": 1 / hhi, "top_holding_share": max(shares),
@@ -202,27 +229,59 @@ def expected_client_stats(landing: Path, as_of: str) -> dict[tuple, dict]:
                 start_status[c["client_id"]] = c["status"]
     groups: dict[tuple, dict] = {}
     for c in read_clients(landing, as_of):
-        key = (c["segment"], c["country"], age_band(c, on))
-        g = groups.setdefault(key, {"clients": 0, "clients_active": 0, "clients_active_at_month_start": 0,
-                                    "clients_new": 0, "clients_churned": 0, "aum_usd": 0.0, "revenue_usd": 0.0,
-                                    "hhis": [], "touches": 0, "deals": 0})
+        cell = (c["segment"], c["country"], age_band(c, on))
         was = start_status.get(c["client_id"])
         if was is None and c["onboarding_date"] < month_start:
             was = first_status.get(c["client_id"])
-        g["clients"] += 1
-        g["clients_active"] += c["status"] == "ACTIVE"
-        g["clients_active_at_month_start"] += was == "ACTIVE"
-        g["clients_new"] += c["onboarding_date"] >= month_start
-        g["clients_churned"] += c["status"] == "CLOSED" and was != "CLOSED"
         p = portfolios.get(client_key(c["client_id"]))
-        if p:
-            g["aum_usd"] += p["aum_usd"]
-            g["hhis"].append(p["hhi"])
-        g["revenue_usd"] += revenue.get(c["client_id"], 0.0)
-        g["touches"] += len(touches[c["client_id"]])
-        g["deals"] += sum(a["outcome"] == "DEAL" for a in touches[c["client_id"]])
+        # the client counts in its cell, its segment's total and the firm's: totals come from the
+        # clients, before any cell is suppressed
+        for key in (cell, (cell[0], "ALL", "ALL"), ("ALL", "ALL", "ALL")):
+            g = groups.setdefault(key, {"clients": 0, "clients_active": 0, "clients_active_at_month_start": 0,
+                                        "clients_new": 0, "clients_churned": 0, "aum_usd": 0.0, "revenue_usd": 0.0,
+                                        "hhis": [], "touches": 0, "deals": 0})
+            g["clients"] += 1
+            g["clients_active"] += c["status"] == "ACTIVE"
+            g["clients_active_at_month_start"] += was == "ACTIVE"
+            g["clients_new"] += c["onboarding_date"] >= month_start
+            g["clients_churned"] += c["status"] == "CLOSED" and was != "CLOSED"
+            if p:
+                g["aum_usd"] += p["aum_usd"]
+                g["hhis"].append(p["hhi"])
+            g["revenue_usd"] += revenue.get(c["client_id"], 0.0)
+            g["touches"] += len(touches[c["client_id"]])
+            g["deals"] += sum(a["outcome"] == "DEAL" for a in touches[c["client_id"]])
+    smallest = min_cell_clients(landing, as_of)
     for g in groups.values():
         g["churn_rate"] = g["clients_churned"] / g["clients_active_at_month_start"] if g["clients_active_at_month_start"] else None
         g["revenue_per_client"] = g["revenue_usd"] / g["clients_active"] if g["clients_active"] else None
         g["median_client_hhi"] = statistics.median(g.pop("hhis")) if g["hhis"] else None
+        g["suppressed"] = g["clients"] < smallest
+        if g["suppressed"]:  # DOMAIN §10.4: no figure of a row of fewer than MIN_CELL_CLIENTS clients
+            for figure in STATS_FIGURES:
+                g[figure] = None
     return groups
+
+
+STATS_FIGURES = ("clients", "clients_active", "clients_active_at_month_start", "clients_new", "clients_churned",
+                 "churn_rate", "aum_usd", "revenue_usd", "revenue_per_client", "median_client_hhi", "touches", "deals")
+
+
+def min_cell_clients(landing: Path, as_of: str) -> float:
+    """MIN_CELL_CLIENTS as delivered on the date (scope ALL), else the documented default."""
+    return all_scope_parameter(landing, as_of, "MIN_CELL_CLIENTS")
+
+
+def all_scope_parameter(landing: Path, as_of: str, name: str) -> float:
+    """A scope-ALL control parameter of the latest delivery up to the date, else the documented default."""
+    import yaml
+
+    for day in sorted((d for d in landing_dates(landing) if d <= as_of), reverse=True):
+        path = landing / day / "control_parameters.csv"
+        if path.exists():
+            for r in read_csv(path):
+                if r["parameter"] == name and r["scope_id"] == "ALL" and r["value"] is not None:
+                    return float(r["value"])
+            break
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[2] / "contracts" / "control_parameters.yaml").read_text())
+    return float(defaults[name]["defaults"]["ALL"])

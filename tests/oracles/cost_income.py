@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from oracles.clients import (
-    SUPPORT_FUNCTIONS, client_key, current_trades, fx_as_known, landing_dates, rate_on, read_clients, read_csv,
+    SUPPORT_FUNCTIONS, all_scope_parameter, client_key, current_trades, fx_as_known, landing_dates, rate_on, read_clients, read_csv,
 )
 
 
@@ -40,6 +40,12 @@ def month_start(as_of: str) -> str:
 # expected marts
 # --------------------------------------------------------------------------------------------
 def expected_cost_income(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
+    """(period, cost center) -> the row of cost_income, with DOMAIN §12: a book's revenue adds its
+    trading P&L (tests/oracles/product_control.py), the support functions' expense is allocated to
+    the books by their ALLOCATION_KEY, FIRM's expense is what was charged."""
+    from oracles.product_control import delivered_once, allocated_expense, trading_pnl
+
+    files = delivered_once(landing)
     fx = fx_as_known(landing, as_of)
     books = [b["book"] for b in read_csv(landing / max(d for d in landing_dates(landing) if d <= as_of) / "books.csv")]
     out = {}
@@ -53,17 +59,24 @@ def expected_cost_income(landing: Path, as_of: str) -> dict[tuple[str, str], dic
         for a in delivered(landing, "client_activity.csv", as_of):
             if start <= a["activity_date"]:
                 amounts["SALES"]["CLIENT_ACTIVITY"] += float(a["cost_usd"])
+        for book, pnl in trading_pnl(files, as_of, start).items():
+            amounts[book]["TRADING"] += pnl
         centers = set(books) | set(SUPPORT_FUNCTIONS) | set(amounts)
         firm: dict[str, float] = defaultdict(float)
         for cc in centers:
             for cat, v in amounts[cc].items():
                 firm[cat] += v
+        revenue = {cc: amounts[cc]["COMMISSION"] + amounts[cc]["REVENUE_FEES"] + amounts[cc]["TRADING"] for cc in centers}
+        direct = {cc: sum(amounts[cc][c] for c in EXPENSES) for cc in centers}
+        allocated = allocated_expense(files, as_of, start, books, direct, revenue)
         for cc, by_cat in [(c, amounts[c]) for c in centers] + [("FIRM", firm)]:
-            revenue = by_cat["COMMISSION"] + by_cat["REVENUE_FEES"]
-            expense = sum(by_cat[c] for c in EXPENSES)
+            rev = by_cat["COMMISSION"] + by_cat["REVENUE_FEES"] + by_cat["TRADING"]
+            own = sum(by_cat[c] for c in EXPENSES)
+            extra = allocated.get(cc, 0.0) if cc != "FIRM" else 0.0
             row = {CATEGORY_COLUMN[c]: by_cat[c] for c in CATEGORY_COLUMN}
-            row.update(period_start=start, revenue_usd=revenue, expense_usd=expense,
-                       cost_to_income=expense / revenue if revenue else None)
+            row.update(period_start=start, revenue_usd=rev, trading_pnl_usd=by_cat["TRADING"], direct_expense_usd=own,
+                       allocated_expense_usd=extra, expense_usd=own + extra,
+                       cost_to_income=(own + extra) / rev if rev > 0 else None)
             out[(period, cc)] = row
     return out
 
@@ -72,12 +85,13 @@ def expected_profitability(landing: Path, as_of: str) -> dict[str, dict]:
     """client_key -> figures, for the clients with a live trade or a touch in the month."""
     fx = fx_as_known(landing, as_of)
     start = month_start(as_of)
-    segment = {c["client_id"]: c["segment"] for c in read_clients(landing, as_of)}
+    profile = {c["client_id"]: c for c in read_clients(landing, as_of)}
     out: dict[str, dict] = {}
 
     def client(cid: str) -> dict:
-        return out.setdefault(client_key(cid), {"segment": segment[cid], "revenue_usd": 0.0,
-                                                 "activity_cost_usd": 0.0, "trades": 0})
+        return out.setdefault(client_key(cid), {"segment": profile[cid]["segment"],
+                                                 "relationship_manager_id": profile[cid]["relationship_manager_id"],
+                                                 "revenue_usd": 0.0, "activity_cost_usd": 0.0, "trades": 0})
     for t in live_trades(landing, as_of, start):
         c = client(t["client_id"])
         c["revenue_usd"] += float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
@@ -90,10 +104,19 @@ def expected_profitability(landing: Path, as_of: str) -> dict[str, dict]:
     return out
 
 
+def was_active(trades: list[dict], first_deal: str, lookback_days: int) -> bool:
+    """A live trade dated in the look-back days before the client's first deal (DOMAIN §12)."""
+    since = (date.fromisoformat(first_deal) - timedelta(days=lookback_days)).isoformat()
+    return any(since <= t["trade_date"] < first_deal for t in trades)
+
+
 def expected_campaigns(landing: Path, as_of: str) -> dict[tuple[str, str], dict]:
-    """(campaign, month) -> figures, for the months still open on the date (up to 30 days after)."""
+    """(campaign, month) -> figures, for the months still open on the date (up to 30 days after).
+    A converted client's revenue is new (revenue_usd) unless it had a live trade in the
+    CAMPAIGN_LOOKBACK_DAYS before its first deal of the campaign-month (revenue_existing_usd)."""
     on = date.fromisoformat(as_of)
     first_month = (on - timedelta(days=30)).replace(day=1).isoformat()
+    lookback_days = int(all_scope_parameter(landing, as_of, "CAMPAIGN_LOOKBACK_DAYS"))
     fx = fx_as_known(landing, as_of)
     trades_by_client: dict[str, list[dict]] = defaultdict(list)
     for t in current_trades(landing, as_of).values():
@@ -105,7 +128,8 @@ def expected_campaigns(landing: Path, as_of: str) -> dict[tuple[str, str], dict]
         if a["campaign_id"] is None or a["activity_date"] < first_month:
             continue
         key = (a["campaign_id"], month_start(a["activity_date"]))
-        g = groups.setdefault(key, {"touches": 0, "cost_usd": 0.0, "leads": 0, "deals": 0, "revenue_usd": 0.0})
+        g = groups.setdefault(key, {"touches": 0, "cost_usd": 0.0, "leads": 0, "deals": 0, "revenue_usd": 0.0,
+                                    "revenue_existing_usd": 0.0})
         g["touches"] += 1
         g["cost_usd"] += float(a["cost_usd"])
         g["leads"] += a["outcome"] == "LEAD"
@@ -115,9 +139,11 @@ def expected_campaigns(landing: Path, as_of: str) -> dict[tuple[str, str], dict]
     for (campaign, month, client_id), days in deals.items():
         window_start = min(days)
         window_end = (date.fromisoformat(max(days)) + timedelta(days=30)).isoformat()
-        groups[(campaign, month)]["revenue_usd"] += sum(
+        trades = trades_by_client[client_id]
+        column = "revenue_existing_usd" if was_active(trades, window_start, lookback_days) else "revenue_usd"
+        groups[(campaign, month)][column] += sum(
             float(t["commission"]) * rate_on(fx, t["currency"], t["trade_date"])
-            for t in trades_by_client[client_id] if window_start <= t["trade_date"] <= window_end)
+            for t in trades if window_start <= t["trade_date"] <= window_end)
     for (campaign, month), g in groups.items():
         g["converted_clients"] = len({c for (cp, m, c) in deals if (cp, m) == (campaign, month)})
         g["conversion_rate"] = g["deals"] / g["touches"]

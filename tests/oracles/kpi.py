@@ -16,7 +16,9 @@ import numpy as np
 
 from midoffice import calendar
 
+from oracles.clients import targets_in_force
 from oracles.recon import BREAKS, efficiency_oracle, read_csv, usd_rates
+from oracles.risk2 import NEW_METRICS, independent_measure
 
 
 GL_EXPENSES = {"STAFF", "TECHNOLOGY", "MARKET_DATA", "PREMISES", "MARKETING", "OTHER_EXPENSE"}
@@ -96,6 +98,13 @@ def var_99(files: Files, as_of: str, by_instrument: dict[str, float], scenarios:
     return -float(np.sort(pnl)[k - 1])
 
 
+@lru_cache(maxsize=None)
+def _feeds(landing):
+    from oracles.risk import Feeds
+
+    return Feeds(landing)
+
+
 def limit_statuses(files: Files, as_of: str) -> dict[str, str]:
     """limit_id -> OK / WARNING / BREACH / NOT_APPLICABLE, per DOMAIN §4.1."""
     inst = files.instruments(as_of)
@@ -123,6 +132,9 @@ def limit_statuses(files: Files, as_of: str) -> dict[str, str]:
             utilisation = var_99(files, as_of, per_inst) / float(lim["limit_value"])
         elif metric == "CONCENTRATION_SHARE" and scope in ("BOOK", "ISSUER", "COUNTRY", "ASSET_CLASS"):
             utilisation = sum(abs(v) for v in values) / total_gross / float(lim["limit_value"])
+        elif metric in NEW_METRICS and (measured := independent_measure(_feeds(files.landing), as_of, scope, member,
+                                                                          metric)) is not None:
+            utilisation = abs(measured) / float(lim["limit_value"])  # DOMAIN §11's measures (oracles/risk2.py)
         else:
             statuses[lim["limit_id"]] = "NOT_APPLICABLE"
             continue
@@ -161,13 +173,27 @@ def month_to_date(files: Files, as_of: str) -> dict[str, dict[str, float]]:
         for a in read_csv(files.landing / d / "client_activity.csv"):
             if start <= a["activity_date"] <= as_of:
                 out["SALES"]["expense_usd"] += float(a["cost_usd"])
+    # DOMAIN §12: the books' trading P&L is revenue; the support functions' expense is allocated
+    # to the books (their ALLOCATION_KEY); FIRM's expense is what was charged
+    from oracles.product_control import delivered_once, allocated_expense, trading_pnl
+
+    delivered = delivered_once(files.landing)
+    for book, pnl in trading_pnl(delivered, as_of, start).items():
+        out[book]["revenue_usd"] += pnl
+    books = [b["book"] for b in read_csv(files.landing / as_of / "books.csv")]
+    direct = {cc: v["expense_usd"] for cc, v in out.items()}
+    allocated = allocated_expense(delivered, as_of, start, books, direct,
+                                  {cc: v["revenue_usd"] for cc, v in out.items()})
     firm = {"revenue_usd": sum(v["revenue_usd"] for v in out.values()),
-            "expense_usd": sum(v["expense_usd"] for v in out.values())}
+            "expense_usd": sum(direct.values())}
+    for book, extra in allocated.items():
+        out[book]["expense_usd"] += extra
     return dict(out, FIRM=firm)
 
 
 def cost_to_income(cell: dict[str, float] | None) -> float | None:
-    return cell["expense_usd"] / cell["revenue_usd"] if cell and cell["revenue_usd"] else None
+    """Null when there is no revenue or a loss (DOMAIN §12)."""
+    return cell["expense_usd"] / cell["revenue_usd"] if cell and cell["revenue_usd"] > 0 else None
 
 
 # --- the expected page --------------------------------------------------------------------------
@@ -208,7 +234,9 @@ def _expected_kpis(sample: dict, as_of: str) -> dict:
         "limits_breach": sum(s == "BREACH" for s in limits.values()),
         "recon_trades": len(recon),
         "recon_matched": sum(r["status"] == "MATCHED" for r in recon.values()),
-        "recon_match_rate": sum(r["status"] == "MATCHED" for r in recon.values()) / len(recon),
+        # DOMAIN §12: trades awaiting the back office are not the desk's failure
+        "recon_match_rate": sum(r["status"] == "MATCHED" for r in recon.values())
+        / sum(r["status"] != "AWAITING_BO" for r in recon.values()),
         "open_breaks": sum(r["status"] in BREAKS for r in recon.values()),
         "breaks_over_5bd": sum((r["age_bd"] or 0) > 5 for r in recon.values()),
         "settlements_due": sum(g["due"] for g in efficiency.values()),
@@ -223,7 +251,34 @@ def _expected_kpis(sample: dict, as_of: str) -> dict:
         "feeds_total": len(json.loads((files.landing / as_of / "_manifest.json").read_text())["feeds"]),
         "quarantined_rows": quarantined_expected(files.landing, as_of),
         **firm_backtest(sample, as_of),
+        **ipv_kpis(files.landing, as_of),
+        **product_control_kpis(files.landing, as_of),
     }
+
+
+def product_control_kpis(landing: Path, as_of: str) -> dict:
+    """The firm's P&L, P&L breaks and position breaks (DOMAIN §8.2, §8.4) from their oracles."""
+    from oracles.product_control import delivered_once, expected_pnl_book, expected_position_recon
+
+    delivered = delivered_once(landing)
+    books = expected_pnl_book(delivered, as_of)
+    return {"firm_pnl_usd": sum(b["total_pnl_usd"] for b in books.values()),
+            "firm_pnl_mtd_usd": sum(b["total_pnl_mtd_usd"] for b in books.values()),
+            "pnl_breaks": sum(bool(b["pnl_break"]) for b in books.values()),
+            "pnl_reports_missing": sum(b["report_missing"] for b in books.values()),
+            "position_breaks": sum(r["status"] == "BREAK" for r in expected_position_recon(delivered, as_of).values())}
+
+
+def ipv_kpis(landing: Path, as_of: str) -> dict:
+    """The IPV KPIs (DOMAIN §8.3) from the independent price oracle."""
+    from oracles.product_control import delivered_once, expected_ipv
+
+    rows = expected_ipv(delivered_once(landing), as_of).values()
+    gross = sum(r["gross_mv_usd"] for r in rows)
+    return {"ipv_coverage": sum(r["gross_mv_usd"] for r in rows if r["ipv_price"] is not None) / gross,
+            "ipv_breaches": sum(r["status"] == "BREACH" for r in rows),
+            "stale_prices": sum(r["stale"] for r in rows),
+            "ipv_adjustment_usd": float(sum(r["adjustment_usd"] for r in rows))}
 
 
 def quarantined_expected(landing, as_of: str) -> int:
@@ -241,13 +296,15 @@ def firm_backtest(sample: dict, as_of: str) -> dict:
     if "backtest" not in sample:
         sample["backtest"] = independent_backtest(Feeds(sample["files"].landing), sample["dates"], 250)
     row = sample["backtest"].get((as_of, "FIRM"))
-    return {"var_backtest_zone": row and row["zone"], "var_backtest_exceptions": row and row["exceptions_250"]}
+    return {"var_backtest_zone": row and row["zone"], "var_backtest_exceptions": row and row["exceptions_250"],
+            "var_backtest_observations": row and row["observations"]}
 
 
 def expected_targets(sample: dict, as_of: str, kpi: dict) -> dict[str, dict]:
     files = sample["files"]
     clients = files.clients(as_of)
     active = [c for c in clients.values() if c["status"] == "ACTIVE"]
+    instruments = files.instruments(as_of)
     per_client: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for (t, h, i), mv in files.holdings(as_of).items():
         if t == "CLIENT":
@@ -255,16 +312,19 @@ def expected_targets(sample: dict, as_of: str, kpi: dict) -> dict[str, dict]:
     hhi_by_profile: dict[str, list[float]] = defaultdict(list)
     for cid, values in per_client.items():
         total = sum(values.values())
-        if total > 0:
-            hhi_by_profile[clients[cid]["risk_profile"]].append(sum((v / total) ** 2 for v in values.values()))
+        if total > 0:  # a fund counts as diversified: its share² times the UCITS 5/10/40 bound, 0.07
+            weight = {i: (4 * 0.10 ** 2 + 12 * 0.05 ** 2) if instruments[i]["asset_class"] == "FUND" else 1.0
+                      for i in values}
+            hhi_by_profile[clients[cid]["risk_profile"]].append(
+                sum((v / total) ** 2 * weight[i] for i, v in values.items()))
     mtd = month_to_date(files, as_of)
     match_rate_by_book: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in sample["recon"][as_of].values():
         book = match_rate_by_book[r["book"] or "NO_FO_TRADE"]
         book[0] += r["status"] == "MATCHED"
-        book[1] += 1
+        book[1] += r["status"] != "AWAITING_BO"
     out = {}
-    for t in read_csv(files.landing / as_of / "targets.csv"):
+    for t in targets_in_force(read_csv(files.landing / as_of / "targets.csv"), as_of).values():
         metric, scope = t["metric"], t["scope_id"]
         if metric == "CLIENT_HHI_MAX":
             actual = statistics.median(hhi_by_profile[scope]) if hhi_by_profile.get(scope) else None
@@ -281,7 +341,11 @@ def expected_targets(sample: dict, as_of: str, kpi: dict) -> dict[str, dict]:
             actual = kpi["active_clients"] if scope == "ALL" else None
         target = float(t["target_value"])
         met = None if actual is None else (actual <= target if metric.endswith("_MAX") else actual >= target)
-        out[t["target_id"]] = {"metric": metric, "scope_id": scope, "actual": actual, "target_value": target, "met": met}
+        way = t["final"] - t["baseline"]
+        out[t["target_id"]] = {"metric": metric, "scope_id": scope, "actual": actual, "target_value": target, "met": met,
+                               "effective_date": t["effective_date"], "final_target_value": t["final"],
+                               "next_milestone_value": t["next_value"], "next_milestone_date": t["next_date"],
+                               "progress": (actual - t["baseline"]) / way if way and actual is not None else None}
     return out
 
 

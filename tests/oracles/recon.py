@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 from midoffice import calendar
@@ -29,9 +30,16 @@ def firm_holidays(landing: Path, as_of: str) -> frozenset:
 
 def currency_holidays(landing: Path, as_of: str, currency: str) -> frozenset:
     """The currency's own holidays as delivered (FIRM's when it has none)."""
-    path = calendar.latest_calendars_file(landing, date.fromisoformat(as_of))
-    found = calendar.read_calendars(path) if path else {}
+    found = _delivered_calendars(str(landing), as_of)
     return found.get(currency, found.get(calendar.FIRM, calendar.NO_HOLIDAYS))
+
+
+@lru_cache(maxsize=256)
+def _delivered_calendars(landing: str, as_of: str) -> dict[str, frozenset]:
+    """The calendars as delivered up to the date (read once per landing and date: the oracles ask
+    for them for every trade)."""
+    path = calendar.latest_calendars_file(Path(landing), date.fromisoformat(as_of))
+    return calendar.read_calendars(path) if path else {}
 
 
 def business_days_between(start: str, end: str, holidays: frozenset = calendar.NO_HOLIDAYS) -> int:
@@ -47,6 +55,14 @@ def due_date(intended: str, holidays: frozenset) -> str:
     """A holiday of the settlement currency is not a due date: the next business day is."""
     day = date.fromisoformat(intended)
     return (day if calendar.is_business_day(day, holidays) else calendar.next_business_day(day, holidays)).isoformat()
+
+
+def break_age(first_seen: str, as_of: str, holidays: frozenset) -> int:
+    """Business days of the settlement currency's calendar in (first_seen, as_of], counted day by
+    day: weekdays that are not its holidays (DOMAIN §7.1)."""
+    start, end = date.fromisoformat(first_seen), date.fromisoformat(as_of)
+    return sum(1 for n in range(1, (end - start).days + 1)
+               if (day := start + timedelta(days=n)).weekday() < 5 and day not in holidays)
 
 
 def age_bucket(age: int | None) -> str | None:
@@ -120,7 +136,8 @@ def recon_history(landing: Path, dates: list[str]) -> dict[str, dict[str, dict]]
             if status in BREAKS:
                 before = yesterday.get(tid)
                 first_seen = before["first_seen_date"] if before and before["status"] in BREAKS else d
-                age = business_days_between(first_seen, d)
+                settlement_currency = b["currency"] if b else f["currency"]
+                age = break_age(first_seen, d, currency_holidays(landing, d, settlement_currency))
             amount = float(f["quantity"]) * float(f["price"]) if f else float(b["settlement_amount"])
             today[tid] = {
                 "status": status, "book": f["book"] if f else None,
@@ -146,9 +163,10 @@ def summary_oracle(rows: dict[str, dict]) -> dict[tuple, dict]:
         cell = cells[(book, r["status"], r["age_bucket"] or "n/a")]
         cell["trades"] += 1
         cell["notional_usd"] += r["notional_usd"]
-        per_book[book][0] += 1
+        per_book[book][0] += r["status"] != "AWAITING_BO"  # DOMAIN §12: not in the denominator
         per_book[book][1] += r["status"] == "MATCHED"
-    return {k: dict(v, match_rate=per_book[k[0]][1] / per_book[k[0]][0]) for k, v in cells.items()}
+    return {k: dict(v, match_rate=per_book[k[0]][1] / per_book[k[0]][0] if per_book[k[0]][0] else None)
+            for k, v in cells.items()}
 
 
 def efficiency_oracle(landing: Path, as_of: str) -> dict[tuple, dict]:

@@ -194,6 +194,8 @@ def independent_concentration(feeds: Feeds, as_of: str, pseudonym) -> dict[tuple
 
 def independent_limits(feeds: Feeds, dates: list[str], n: int, pseudonym) -> dict[tuple[str, str], dict]:
     """Every limit on every date, with the breach run counted by walking the dates in order."""
+    from oracles.risk2 import NEW_METRICS, independent_measure
+
     out: dict[tuple[str, str], dict] = {}
     run: dict[str, int] = defaultdict(int)
     for d in dates:
@@ -207,14 +209,17 @@ def independent_limits(feeds: Feeds, dates: list[str], n: int, pseudonym) -> dic
             c = conc.get((st.lower(), member), {"gross_usd": 0.0, "net_usd": 0.0, "share": 0.0})
             if st == "FIRM":
                 c = {"gross_usd": sum(abs(x) for x in book_mv), "net_usd": sum(book_mv), "share": None}
-            exposure = {
-                "GROSS_EXPOSURE": c["gross_usd"], "NET_EXPOSURE": c["net_usd"], "CONCENTRATION_SHARE": c["share"],
-                "VAR_99": var.get("FIRM" if st == "FIRM" else sid, {"var_99": 0.0})["var_99"]
-                if st in ("FIRM", "BOOK") else None,
-            }[metric]
+            if metric in NEW_METRICS:  # DOMAIN §11's measures: tests/oracles/risk2.py
+                exposure = independent_measure(feeds, d, st, sid, metric)
+            else:
+                exposure = {
+                    "GROSS_EXPOSURE": c["gross_usd"], "NET_EXPOSURE": c["net_usd"], "CONCENTRATION_SHARE": c["share"],
+                    "VAR_99": var.get("FIRM" if st == "FIRM" else sid, {"var_99": 0.0})["var_99"]
+                    if st in ("FIRM", "BOOK") else None,
+                }[metric]
             limit_value = float(lim["limit_value"])
             warn = float(lim["warning_pct"]) if lim["warning_pct"] else 0.8
-            util = None if exposure is None else abs(exposure) / limit_value if metric == "NET_EXPOSURE" \
+            util = None if exposure is None else abs(exposure) / limit_value if metric in ("NET_EXPOSURE", "DV01") \
                 else exposure / limit_value
             status = ("NOT_APPLICABLE" if util is None else "BREACH" if util > 1
                       else "WARNING" if util >= warn else "OK")
@@ -257,7 +262,8 @@ def independent_backtest(feeds: Feeds, dates: list[str], n: int) -> dict[tuple[s
             k = sum(excs)
             out[(d, p)] = {"previous_date": prev, "hypothetical_pnl_usd": value, "var_99": var, "exception": exc,
                            "observations": len(excs), "exceptions_250": k,
-                           "zone": "RED" if k >= 10 else "YELLOW" if k >= 5 else "GREEN"}
+                           "zone": "INSUFFICIENT_HISTORY" if len(excs) < 250 else
+                           "RED" if k >= 10 else "YELLOW" if k >= 5 else "GREEN"}
     return out
 
 

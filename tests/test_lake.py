@@ -1,0 +1,314 @@
+"""The published warehouse as a DuckLake (DOMAIN §10): versions, restatements, sign-off, readers.
+
+Real files: a small generated landing (5 dates, 100 trades a day) run through the stages the DAGs
+call (conftest.run_stages); the first three dates make a base home that each test copies. The
+oracles are plain Python: the restatement counts are recomputed by comparing the rows of the two
+versions read back from the lake, key by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import generate_landing, run_stages
+
+DATES = ["2026-04-06", "2026-04-07", "2026-04-08", "2026-04-09", "2026-04-10"]
+LINEAGE = {"run_id", "loaded_at"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    from midoffice.config import settings_from
+
+    root = tmp_path_factory.mktemp("lake")
+    landing = generate_landing(root / "landing", DATES[0], len(DATES), 100, seed=11)
+    settings = settings_from(landing, root / "home")
+    for i, day in enumerate(DATES[:3], start=1):
+        run_stages(settings, day, f"run-{i}")
+    return {"landing": landing, "home": root / "home"}
+
+
+@pytest.fixture
+def home(base, tmp_path):
+    """A copy of the base home (and landing) of the test's own."""
+    from midoffice.config import settings_from
+
+    landing = shutil.copytree(base["landing"], tmp_path / "landing")
+    shutil.copytree(base["home"], tmp_path / "home")
+    return settings_from(landing, tmp_path / "home")
+
+
+def rows_by_key(con, model, day: str) -> dict[tuple, tuple]:
+    """key -> the other columns (lineage aside) of the mart's rows of the date, read as published."""
+    if model.spans:
+        sql = (f"SELECT * EXCLUDE (valid_from, valid_to) FROM {model.spans_table} "
+               f"WHERE valid_from <= DATE '{day}' AND coalesce(valid_to, DATE '9999-12-31') >= DATE '{day}'")
+        keys = ["trade_id"]
+    else:
+        sql = f"SELECT * FROM {model.name} WHERE {model.partition} = DATE '{day}'"
+        keys = list(model.grain)
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    out = {}
+    for row in cur.fetchall():
+        rec = dict(zip(names, row))
+        out[tuple(rec[k] for k in keys)] = tuple(v for c, v in rec.items() if c not in LINEAGE and c not in keys)
+    return out
+
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+    return a == b
+
+
+def oracle_counts(before: dict, after: dict) -> tuple[int, int, int, int, int]:
+    changed = sum(1 for k in before.keys() & after.keys()
+                  if not all(same(x, y) for x, y in zip(before[k], after[k])))
+    return len(before), len(after), len(after.keys() - before.keys()), len(before.keys() - after.keys()), changed
+
+
+def redeliver(landing: Path, day: str, feed: str) -> None:
+    """The sender's corrected file of the feed for the date: every tenth record's quantity doubled."""
+    folder = landing / day
+    lines = (folder / f"{feed}.csv").read_text().splitlines()
+    qty = lines[0].split(",").index("quantity")
+    for i in range(1, len(lines), 10):
+        cells = lines[i].split(",")
+        cells[qty] = str(int(float(cells[qty]) * 2))
+        lines[i] = ",".join(cells)
+    (folder / f"{feed}.csv").write_text("\n".join(lines) + "\n")
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    manifest["feeds"][feed]["sha256"] = hashlib.sha256((folder / f"{feed}.csv").read_bytes()).hexdigest()
+    (folder / "_manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def kpi(con, day: str) -> tuple:
+    return con.execute("SELECT firm_gross_exposure_usd, open_breaks FROM kpi_daily WHERE business_date = ?",
+                       [day]).fetchone()
+
+
+def test_a_restatement_keeps_the_version_before_and_says_what_changed(home, capsys):
+    from midoffice import lake, restate
+    from midoffice.cli import main
+    from midoffice.models import published_models
+    from midoffice.report import build_report
+    from midoffice.signoff import SUPERSEDED, SignoffRefused, current_state, sign_off
+
+    day = DATES[1]
+    assert [v.version for v in lake.versions(lake.reader(home))] == [1, 2, 3]
+    # the pack of the date, prepared and signed by two people on the version that published it
+    assert sign_off(home, day, "ann").state == "PREPARED"
+    with pytest.raises(SignoffRefused, match="different person"):
+        sign_off(home, day, "ann")
+    signed = sign_off(home, day, "bob", comment="checked")
+    assert (signed.state, signed.version, signed.prepared_by, signed.signed_by) == ("SIGNED", 2, "ann", "bob")
+
+    v3 = lake.reader(home)
+    before_kpi = kpi(v3, day)
+    models = published_models()
+    before = {m.name: rows_by_key(v3, m, day) for m in models}
+    v3.close()
+
+    redeliver(home.landing, day, "trades")
+    redeliver(home.landing, day, "positions")
+    # a rerun of a published date without a reason: refused before anything runs, in one line
+    code = main(["run", "--landing", str(home.landing), "--home", str(home.home), "--date", day])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"{day} was published in version 2" in err[0] and "--reason" in err[0]
+    # the publication itself refuses too (a scheduler's rerun with no reason recorded)
+    with pytest.raises(restate.RestatementRefused, match="needs a reason"):
+        run_stages(home, day, "rerun-no-reason")
+    restate.record_reason(home, [day], "trades redelivered: quantities corrected", by="carol")
+    run_stages(home, day, "rerun-1")
+
+    now = lake.reader(home)
+    versions = lake.versions(now)
+    assert [v.version for v in versions] == [1, 2, 3, 4]
+    assert versions[-1].restated == (day,) and "quantities corrected (carol)" in versions[-1].reason
+    # version 3 still gives what it gave; the current version differs
+    assert kpi(lake.reader(home, version=3), day) == before_kpi
+    assert kpi(now, day)[0] != before_kpi[0]
+
+    # restatements: each mart's counts equal the plain-Python comparison of the two versions
+    table = {r[0]: r[1:] for r in now.execute(
+        "SELECT mart, rows_before, rows_after, rows_added, rows_removed, rows_changed FROM restatements "
+        "WHERE version = 4 AND as_of_date = ?", [day]).fetchall()}
+    assert set(table) == {m.name for m in models}
+    for m in models:
+        assert table[m.name] == oracle_counts(before[m.name], rows_by_key(now, m, day)), m.name
+    assert table["risk_exposure"][4] > 0  # the doubled quantities changed exposures
+    figures = now.execute("SELECT DISTINCT firm_exposure_before, firm_exposure_after FROM restatements "
+                          "WHERE version = 4").fetchall()
+    assert figures == [(before_kpi[0], kpi(now, day)[0])]
+
+    # the sign-off made on version 2 is superseded, and the build alerted it
+    assert current_state(home, day).state == SUPERSEDED
+    alert = now.execute("SELECT severity, message FROM alerts WHERE business_date = ? AND alert_type = "
+                        "'SIGNOFF_SUPERSEDED'", [day]).fetchall()
+    assert len(alert) == 1 and alert[0][0] == "CRITICAL" and "bob" in alert[0][1]
+    # the pack of the date says it was restated, and its sign-off state
+    build_report(home, day, "report-1")
+    page = (home.reports / day / "index.html").read_text()
+    assert "Restated in version 4" in page and "quantities corrected" in page and "SUPERSEDED" in page
+    # `midoffice query --as-of-version` and `versions` on the command line
+    assert main(["query", "SELECT count(*) AS n FROM publications", "--home", str(home.home),
+                 "--as-of-version", "3", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "3"]
+    assert main(["versions", "--home", str(home.home), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [v["version"] for v in listed] == [1, 2, 3, 4] and listed[-1]["restated"] == day
+
+
+READER = r"""
+import sys
+from pathlib import Path
+from midoffice.config import Settings
+from midoffice import lake
+h = Path(sys.argv[1]); con = lake.reader(Settings(landing=h, home=h))
+con.execute("BEGIN TRANSACTION")
+print(con.execute("SELECT max(version), count(*) FROM publications").fetchone(), flush=True)
+for line in sys.stdin:  # hold the lake open; read again each time the parent says so
+    print(con.execute("SELECT max(version), count(*) FROM publications").fetchone(), flush=True)
+con.execute("COMMIT")
+print(con.execute("SELECT max(version), count(*) FROM publications").fetchone(), flush=True)
+"""
+
+
+def lake_fingerprint(settings) -> dict[str, str]:
+    """Every data file's bytes and the catalog's content (its rows: SQLite may checkpoint its WAL
+    into the file when a reader closes, which moves bytes, not content)."""
+    import sqlite3
+
+    files = sorted(p for p in settings.lake_data_path.rglob("*") if p.is_file())
+    found = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    with sqlite3.connect(f"file:{settings.lake_catalog_file}?mode=ro", uri=True) as con:
+        found["catalog"] = hashlib.sha256("\n".join(con.iterdump()).encode()).hexdigest()
+    return found
+
+
+def test_a_reader_is_never_blocked_and_query_cannot_write(home):
+    from midoffice.cli import main
+
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(home.home)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "(3, 3)"
+        for i, day in enumerate(DATES[3:], start=4):  # two publications while it holds the lake
+            run_stages(home, day, f"run-{i}")  # returns: the reader does not block the commit
+            reader.stdin.write("again\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline().strip() == "(3, 3)"  # its own snapshot, whole
+        reader.stdin.close()
+        assert reader.stdout.readline().strip() == "(5, 5)"  # a new transaction sees both
+        assert reader.wait(timeout=60) == 0
+    finally:
+        reader.kill()
+
+    before = lake_fingerprint(home)
+    attempts = [
+        "INSERT INTO kpi_daily SELECT * FROM kpi_daily",
+        "DELETE FROM kpi_daily",
+        "UPDATE kpi_daily SET firm_gross_exposure_usd = 1",
+        "ATTACH 'x.db' AS x",
+        "CALL lake.merge_adjacent_files()",
+        "SELECT * FROM lake.merge_adjacent_files()",
+        "SELECT * FROM ducklake_rewrite_data_files('lake')",
+        "SELECT * FROM ducklake_expire_snapshots('lake', older_than => now())",
+        "SELECT * FROM ducklake_cleanup_old_files('lake', cleanup_all => true)",
+        "SELECT * FROM ducklake_delete_orphaned_files('lake', cleanup_all => true)",
+        "SELECT * FROM lake.set_commit_message('x', 'y')",
+        f"SELECT * FROM sqlite_query('{home.lake_catalog_file}', 'DELETE FROM ducklake_snapshot')",
+        "COPY (SELECT 1) TO 'out.parquet'",
+    ]
+    for sql in attempts:
+        code = subprocess.run([str(REPO / ".venv" / "bin" / "midoffice"), "query", sql, "--home", str(home.home)],
+                              capture_output=True, text=True, timeout=120)
+        assert code.returncode == 2, (sql, code.stdout)
+        assert code.stderr.startswith("midoffice: query refused") or "read-only" in code.stderr, (sql, code.stderr)
+    assert main(["query", "SELECT count(*) FROM kpi_daily", "--home", str(home.home)]) == 0
+    assert lake_fingerprint(home) == before
+
+
+def test_a_data_file_edited_behind_the_catalog_is_not_carried_forward(home):
+    from midoffice import lake
+    from midoffice.duck import connect
+    from midoffice.status import date_statuses
+
+    con = lake.reader(home)
+    truth = kpi(con, DATES[0])[0]
+    target = con.execute("SELECT data_file FROM ducklake_list_files('lake', 'kpi_daily') ORDER BY data_file").fetchall()
+    con.close()
+    # someone rewrites the Parquet files of kpi_daily with DuckDB, behind the catalog's back
+    scratch = connect(home)
+    for (path,) in target:
+        scratch.execute(f"COPY (SELECT * REPLACE (1.0 AS firm_gross_exposure_usd) FROM read_parquet('{path}')) "
+                        f"TO '{path}.edited' (FORMAT parquet)")
+        Path(f"{path}.edited").replace(path)
+    scratch.close()
+    run_stages(home, DATES[3], "run-4")
+    con = lake.reader(home)
+    assert kpi(con, DATES[0])[0] == truth  # the new version reads the build's rows, not the edit
+    publish = next(r for r in {s.business_date: s for s in date_statuses(home)}[DATES[3]].stages
+                   if r.stage == "publish")
+    assert "kpi_daily" in publish.message and "not carried forward" in publish.message
+    assert con.execute("SELECT rewritten_marts FROM publications WHERE version = 4").fetchone()[0] == ["kpi_daily"]
+
+
+def marts_without_lineage(con) -> dict[str, list]:
+    from midoffice.models import published_models
+
+    out = {}
+    # the run ledger (pipeline_runs) holds each run's own times: not compared
+    for m in (m for m in published_models() if m.name != "pipeline_runs"):
+        for table in m.stored_tables:
+            cols = [c for (c,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND table_name = ? ORDER BY column_index", [table]).fetchall() if c not in LINEAGE]
+            row = "CAST(row(" + ", ".join(f'"{c}"' for c in cols) + ") AS VARCHAR)"
+            out[table] = con.execute(f"SELECT {row} AS r FROM {table} ORDER BY r").fetchall()
+    return out
+
+
+def test_a_postgresql_catalog_gives_the_same_marts(base, tmp_path):
+    psycopg2 = pytest.importorskip("psycopg2")
+    import dataclasses
+    import uuid
+
+    from midoffice import lake
+    from midoffice.config import settings_from
+
+    try:
+        admin = psycopg2.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3)
+    except psycopg2.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 as postgres ({str(e).strip()})")
+    admin.autocommit = True
+    name = f"midoffice_lake_test_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        settings = dataclasses.replace(settings_from(base["landing"], tmp_path / "home"), lake_catalog=url,
+                                       lake_data=str(tmp_path / "shared" / "lake"), actions_url=url)
+        for i, day in enumerate(DATES[:3], start=1):
+            run_stages(settings, day, f"run-{i}")
+        assert not settings.lake_catalog_file.exists()  # the catalog is in PostgreSQL
+        assert list((tmp_path / "shared" / "lake").rglob("*.parquet"))
+        on_pg = lake.reader(settings)
+        assert [v.version for v in lake.versions(on_pg)] == [1, 2, 3]
+        embedded = lake.reader(settings_from(base["landing"], base["home"]))
+        assert marts_without_lineage(on_pg) == marts_without_lineage(embedded)
+        on_pg.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()

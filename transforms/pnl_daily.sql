@@ -1,0 +1,121 @@
+-- Daily P&L and its explain (DOMAIN §8.1), per book and instrument: the BOOK holdings of the
+-- previous business date p revalued at today's closes and fx, split into the price and the fx
+-- effect, the coupon a bond accrued (carry), and what moved in or out (position change, not
+-- P&L), so that sod_mv_usd + market_pnl_usd + position_change_usd = eod_mv_usd on every row.
+-- Conventions are risk_backtest_pnl's, so that Σ market_pnl_usd over books = the FIRM
+-- hypothetical P&L of risk_var_backtest: p is the FIRM business date with prices just before
+-- the date; closes and rates are the last on or before each of the two dates, as known today;
+-- quantities are custody quantities summed over custodians (0 when not held).
+WITH previous_business_date AS (
+    SELECT max(price_date) AS previous_date
+    FROM core.prices
+    WHERE price_date < getvariable('as_of_date')
+      AND price_date >= getvariable('as_of_date') - 31
+      AND business_date <= getvariable('as_of_date')
+      AND core.is_business_day('FIRM', price_date)
+),
+
+quantities AS (
+    -- BOOK custody of the two dates (the previous one's only when the warehouse has it)
+    SELECT
+        holder_id AS book,
+        instrument_id,
+        CAST(sum(CAST(quantity AS DECIMAL(38, 12))) FILTER (WHERE business_date < getvariable('as_of_date')) AS DOUBLE) AS quantity_previous,
+        CAST(sum(CAST(quantity AS DECIMAL(38, 12))) FILTER (WHERE business_date = getvariable('as_of_date')) AS DOUBLE) AS quantity_today
+    FROM core.positions
+    WHERE holder_type = 'BOOK'
+      AND (business_date = getvariable('as_of_date') OR business_date = (SELECT previous_date FROM previous_business_date))
+    GROUP BY ALL
+),
+
+instruments AS (
+    SELECT instrument_id, asset_class, currency, coupon_rate
+    FROM core.instruments
+    WHERE business_date = (
+        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
+    )
+),
+
+closes AS (
+    -- one close per instrument and date (latest delivery up to the date wins), a month back
+    SELECT instrument_id, price_date, arg_max(close_price, business_date) AS close_price
+    FROM core.prices
+    WHERE price_date <= getvariable('as_of_date')
+      AND price_date >= coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
+      AND business_date <= getvariable('as_of_date')
+      AND instrument_id IN (SELECT instrument_id FROM quantities)
+    GROUP BY instrument_id, price_date
+),
+
+last_closes AS (
+    -- carried forward: the last close on or before each of the two dates
+    SELECT
+        instrument_id,
+        arg_max(close_price, price_date) FILTER (WHERE price_date <= (SELECT previous_date FROM previous_business_date)) AS close_previous,
+        arg_max(close_price, price_date) AS close_today
+    FROM closes
+    GROUP BY instrument_id
+),
+
+last_rates AS (
+    SELECT t.currency, p.usd_per_unit AS rate_previous, t.usd_per_unit AS rate_today
+    FROM core.fx_rates_on(
+        getvariable('as_of_date'), getvariable('as_of_date'),
+        coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
+    ) t
+    LEFT JOIN core.fx_rates_on(
+        (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
+        (SELECT previous_date FROM previous_business_date) - 31
+    ) p USING (currency)
+),
+
+valued AS (
+    SELECT
+        q.book,
+        q.instrument_id,
+        i.asset_class,
+        i.currency,
+        coalesce(q.quantity_previous, 0) AS quantity_previous,
+        coalesce(q.quantity_today, 0) AS quantity_today,
+        c.close_previous,
+        c.close_today,
+        r.rate_previous,
+        r.rate_today,
+        -- a bond's coupon accrued on the 100 face of each unit, for the calendar days since p
+        CASE WHEN i.asset_class = 'BOND' AND i.coupon_rate IS NOT NULL
+             THEN 100 * i.coupon_rate * (getvariable('as_of_date') - (SELECT previous_date FROM previous_business_date)) / 365
+             ELSE 0
+        END AS coupon_per_unit
+    FROM quantities q
+    LEFT JOIN instruments i USING (instrument_id)
+    LEFT JOIN last_closes c USING (instrument_id)
+    LEFT JOIN last_rates r USING (currency)
+),
+
+final AS (
+    SELECT
+        getvariable('as_of_date') AS as_of_date,
+        book,
+        instrument_id,
+        (SELECT previous_date FROM previous_business_date) AS previous_date,
+        asset_class,
+        currency,
+        quantity_previous,
+        quantity_today,
+        close_previous,
+        close_today,
+        rate_previous,
+        rate_today,
+        CASE WHEN quantity_previous = 0 THEN 0 ELSE quantity_previous * close_previous * rate_previous END AS sod_mv_usd,
+        CASE WHEN quantity_previous = 0 THEN 0 ELSE quantity_previous * (close_today - close_previous) * rate_previous END AS price_effect_usd,
+        CASE WHEN quantity_previous = 0 THEN 0 ELSE quantity_previous * close_today * (rate_today - rate_previous) END AS fx_effect_usd,
+        CASE WHEN quantity_previous = 0 THEN 0
+             ELSE quantity_previous * (close_today * rate_today - close_previous * rate_previous)
+        END AS market_pnl_usd,
+        CASE WHEN quantity_previous = 0 THEN 0 ELSE coalesce(quantity_previous * coupon_per_unit * rate_today, 0) END AS carry_usd,
+        (quantity_today - quantity_previous) * close_today * rate_today AS position_change_usd,
+        quantity_today * close_today * rate_today AS eod_mv_usd
+    FROM valued
+)
+
+SELECT * FROM final ORDER BY book, instrument_id
