@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,10 +52,20 @@ PHASES = {
 TRIALS = ["ingest", "build", "build", "publish", "publish"]
 
 DRIVER = r"""
-import sys, time
-landing, home, business_date, run_id, stages = sys.argv[1:6]
-stepped = len(sys.argv) > 6 and sys.argv[6] == "stepped"  # pause after each stage (the reference run)
+import faulthandler, os, signal, sys, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for the stacks of a child that stopped talking
+landing, home, business_date, run_id, stages, said = sys.argv[1:7]
+stepped = len(sys.argv) > 7 and sys.argv[7] == "stepped"  # pause after each stage (the reference run)
 stages = stages.split(",")
+
+
+def say(text):
+    # A file opened for each line, not a pipe: what the stages do with this process's descriptors
+    # (or a pipe the parent lost) cannot cut the conversation short.
+    with open(said, "a") as fh:
+        fh.write(text + "\n")
+
+
 from midoffice.config import settings_from
 from midoffice.contracts import ingest_order
 if "ingest" in stages:
@@ -66,7 +77,7 @@ if "build" in stages:
 if "publish" in stages:
     from midoffice.publish import publish
 settings = settings_from(landing, home)
-print("ready", flush=True)  # imports done: the crash window starts here
+say("ready")  # imports done: the crash window starts here
 for stage in stages:
     started = time.monotonic()
     if stage == "ingest":
@@ -80,9 +91,10 @@ for stage in stages:
     elif stage == "publish":
         publish(settings, business_date, run_id)
     if stepped:  # the parent copies the home, then says go on
-        print(f"done {stage} {time.monotonic() - started:.3f}", flush=True)
-        sys.stdin.readline()
-print("done", flush=True)
+        say(f"done {stage} {time.monotonic() - started:.3f}")
+        while not os.path.exists(f"{said}.go-{stage}"):
+            time.sleep(0.05)
+say("done")
 """
 
 READER = r"""
@@ -221,20 +233,52 @@ def start_stages(landing: Path, home: Path, business_date: str, stages: str, log
                  stepped: bool = False) -> subprocess.Popen:
     """The stages in a child process of their own session (so a kill takes all of it).
 
-    Its log goes to a file, not a pipe: a full pipe would stall the child at a point of its
-    own choosing instead of the trial's.
+    What it prints goes to a log file, not a pipe: a full pipe would stall the child at a point
+    of its own choosing instead of the trial's. It says how far it got in `said_file(log)`.
     """
+    said_file(log).unlink(missing_ok=True)
     with log.open("a") as err:
         return subprocess.Popen(
             [sys.executable, "-c", DRIVER, str(landing), str(home), business_date, f"run-{business_date}", stages,
-             *(["stepped"] if stepped else [])],
-            stdin=subprocess.PIPE if stepped else subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
+             str(said_file(log)), *(["stepped"] if stepped else [])],
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err, text=True,
             cwd=REPO, env=_child_env(), start_new_session=True,
         )
 
 
+def said_file(log: Path) -> Path:
+    return log.with_name(log.name + ".said")
+
+
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-5000:] if log.exists() else ""
+
+
+def _stopped_talking(proc: subprocess.Popen, log: Path) -> str:
+    """What a child that stopped talking was doing: its exit code, or its open files and stacks."""
+    code = proc.poll()
+    if code is not None:
+        return f"exit code {code}"
+    try:
+        files = {fd: os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{proc.pid}/fd")}
+    except OSError as exc:
+        files = {"?": repr(exc)}
+    proc.send_signal(signal.SIGUSR1)  # faulthandler writes every thread's stack to the log
+    time.sleep(2)
+    return f"still running, open files {files}"
+
+
+def hear(proc: subprocess.Popen, log: Path, lines: int, timeout: float = STAGE_TIMEOUT) -> str:
+    """The child's `lines`-th line, once it has said it; "" if it ended (or timed out) first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        said = said_file(log).read_text().splitlines() if said_file(log).exists() else []
+        if len(said) >= lines:
+            return said[lines - 1]
+        if proc.poll() is not None or time.monotonic() > deadline:
+            said = said_file(log).read_text().splitlines() if said_file(log).exists() else []
+            return said[lines - 1] if len(said) >= lines else ""
+        time.sleep(0.05)
 
 
 def run_stages(landing: Path, home: Path, business_date: str, stages: str, after_each=None) -> dict[str, float]:
@@ -243,24 +287,21 @@ def run_stages(landing: Path, home: Path, business_date: str, stages: str, after
     reference run copies the home there)."""
     log = home.parent / f"{home.name}.{business_date}.log"
     proc = start_stages(landing, home, business_date, stages, log, stepped=True)
-    assert proc.stdout.readline().strip() == "ready", _tail(log)
+    heard = 1
+    assert hear(proc, log, heard) == "ready", f"{_stopped_talking(proc, log)}\n{_tail(log)}"
     seconds = {}
     for stage in stages.split(","):
-        line = proc.stdout.readline().split()
+        heard += 1
+        line = hear(proc, log, heard).split()
         if line[:2] != ["done", stage]:  # the child ended or said something else: say how
-            try:
-                code = proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                code = "still running"
-            pytest.fail(f"{stages} for {business_date} failed at {stage} (child said {line!r}, exit code {code}):\n"
-                        f"{_tail(log)}")
+            pytest.fail(f"{stages} for {business_date} failed at {stage} (child said {line!r}, "
+                        f"{_stopped_talking(proc, log)}):\n{_tail(log)}")
         seconds[stage] = float(line[2])
         if after_each:
             after_each(stage)
-        proc.stdin.write("go on\n")
-        proc.stdin.flush()
-    out, _ = proc.communicate(timeout=STAGE_TIMEOUT)
-    assert proc.returncode == 0 and "done" in out, f"{stages} for {business_date} failed:\n{_tail(log)}"
+        Path(f"{said_file(log)}.go-{stage}").touch()
+    code = proc.wait(timeout=STAGE_TIMEOUT)
+    assert code == 0 and hear(proc, log, heard + 1) == "done", f"{stages} for {business_date} failed:\n{_tail(log)}"
     return seconds
 
 
@@ -392,7 +433,7 @@ def test_a_pipeline_killed_at_a_random_point_leaves_a_whole_version_and_a_rerun_
 
     log = tmp_path / "killed.log"
     proc = start_stages(landing, home, d2, stages, log)
-    assert proc.stdout.readline().strip() == "ready", _tail(log)
+    assert hear(proc, log, 1) == "ready", f"{_stopped_talking(proc, log)}\n{_tail(log)}"
     try:
         proc.wait(timeout=delay)
         finished = True  # faster than the baseline this time: nothing to kill, still a valid trial
@@ -400,7 +441,6 @@ def test_a_pipeline_killed_at_a_random_point_leaves_a_whole_version_and_a_rerun_
         os.killpg(proc.pid, signal.SIGKILL)  # no handler, no cleanup: a power cut for the process
         proc.wait()
         finished = False
-    proc.stdout.close()
     where += " (finished before the kill)" if finished else " (killed)"
 
     # Right after the crash: the published warehouse opens and is one whole audited version.
