@@ -316,7 +316,13 @@ def validate_feed(settings: Settings, business_date: str, feed: str, run_id: str
 
 
 def _run_gx(feed: str, suite_dict: dict, df, params: dict, run_id: str):
-    """Run a suite on a DataFrame with an ephemeral GX context: (result, version, timings)."""
+    """Run a suite on a DataFrame with an ephemeral GX context: (result, version, timings).
+
+    `Batch.validate`, not a `ValidationDefinition`: the definition's run also serialises the
+    suite, the definition and the result into the context's stores, which an ephemeral context
+    throws away (a fifth of a small feed's validation time). The result is the same object; its
+    run id is set here, as the definition's run would have.
+    """
     _quiet_gx()
     t_import = time.perf_counter()
     import great_expectations as gx
@@ -326,18 +332,12 @@ def _run_gx(feed: str, suite_dict: dict, df, params: dict, run_id: str):
     t0 = time.perf_counter()  # importing GX the first time in a process takes seconds
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas(f"staged_{feed}").add_dataframe_asset(feed)
-    batch_definition = asset.add_batch_definition_whole_dataframe("partition")
-    suite = context.suites.add(gx.ExpectationSuite(**suite_dict))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{feed}_staged", data=batch_definition, suite=suite))
+    batch = (context.data_sources.add_pandas(f"staged_{feed}").add_dataframe_asset(feed)
+             .add_batch_definition_whole_dataframe("partition").get_batch(batch_parameters={"dataframe": df}))
+    suite = gx.ExpectationSuite(**suite_dict)
     t1 = time.perf_counter()
-    gx_result = definition.run(
-        batch_parameters={"dataframe": df},
-        expectation_parameters=params,
-        result_format="SUMMARY",
-        run_id=RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.timezone.utc)),
-    )
+    gx_result = batch.validate(suite, result_format="SUMMARY", expectation_parameters=params)
+    gx_result.meta["run_id"] = RunIdentifier(run_name=run_id, run_time=dt.datetime.now(dt.timezone.utc))
     t2 = time.perf_counter()
     log.info("GX %s: context %.3fs, validation %.3fs", feed, t1 - t0, t2 - t1)
     return gx_result, gx.__version__, {
