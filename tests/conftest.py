@@ -83,13 +83,13 @@ def run_pipeline(landing: Path, home: Path, dates: list[str]):
     return run_dates(settings_from(landing, home), dates, progress=lambda m: None)
 
 
-SAMPLE_DATES = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09",
-                "2026-01-12", "2026-01-13", "2026-01-14"]
+# Six dates: a whole week and the Monday after it (a weekend inside the run; the month's start).
+SAMPLE_DATES = ["2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08", "2026-01-09", "2026-01-12"]
 
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory, airflow_home):
-    """Eight generated business dates (1,200 trades a day, seed 7) run through the real DAG.
+    """Six generated business dates (1,200 trades a day, seed 7) run through the real DAG.
 
     Shared by every test that only reads the result; a test that changes the home must use its
     own copy. Tests compare the marts with computations of their own from the landing files.

@@ -3,7 +3,7 @@ plain Python over the delivered files (tests/oracles/risk2.py; bonds by QuantLib
 project's SQL: risk_sensitivities, fx_net_open_position, risk_stress, the stressed VaR of risk_var
 (over exactly the 250 dates from SVAR_WINDOW_START), risk_liquidity and its profile; and what the
 sample generator delivers for them (the stressed pre-history, the scenarios, the window).
-The marts are read from the shared sample run (8 dates; nothing is run again here); the limits on
+The marts are read from the shared sample run (six dates; nothing is run again here); the limits on
 the new measures are checked with the others in tests/test_risk.py.
 """
 
