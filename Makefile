@@ -53,7 +53,9 @@ test: install
 	@# shared sample run (made once in that process); the modules that build many dates of their
 	@# own (HEAVY_TESTS); the rest. Each log ends with its slowest tests.
 	@# tests/parallel.py shows each test's result as it comes and ends with one total.
-	@$(BIN)/python tests/parallel.py \
+	@# One DuckDB thread a process (MIDOFFICE_DUCKDB_THREADS): four processes already fill two
+	@# cores, and two threads each made the same pipeline work 16 % slower (bench/RESULTS.md).
+	@MIDOFFICE_DUCKDB_THREADS=$${MIDOFFICE_DUCKDB_THREADS:-1} $(BIN)/python tests/parallel.py \
 		$(if $(SCHEDULER_TESTS),"scheduler: $(SCHEDULER_TESTS) $(AFTER_SELECTED) $(NOT_SAMPLE)") \
 		"sample run: $(TESTS) --ignore=tests/test_scheduler.py -m '$(SAMPLE_TESTS)' --durations=20" \
 		$(if $(HEAVY_SELECTED),"heavy: $(HEAVY_SELECTED) $(NOT_SAMPLE)") \

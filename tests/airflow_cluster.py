@@ -90,7 +90,9 @@ class AirflowCluster:
             "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-jwt-secret-" + self.root.name,
             "AIRFLOW__CORE__FERNET_KEY": "",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            # The DAG files do not change while a cluster runs: parsed once at its start, not again
+            # every 5 s (each parse a process, on a machine the other test processes share).
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "MIDOFFICE_LANDING": str(self.landing),

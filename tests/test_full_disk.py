@@ -17,7 +17,7 @@ import pytest
 
 from conftest import generate_landing, run_stages
 
-DATES = ["2026-03-02", "2026-03-03", "2026-03-04"]
+DATES = ["2026-03-02", "2026-03-03"]
 
 
 def published_state(settings) -> tuple[int, str]:
@@ -60,8 +60,7 @@ def test_a_publication_that_fails_on_a_full_disk_leaves_no_temporary_file_and_sh
     landing = generate_landing(tmp_path / "landing", DATES[0], len(DATES), 300, seed=3)
     home = tmp_path / "home"
     settings = settings_from(landing, home)
-    run_stages(settings, DATES[0], "run-1")
-    run_stages(settings, DATES[1], "run-2")  # now a previous version exists: the next one is made from it
+    run_stages(settings, DATES[0], "run-1")  # now a version exists: the next one is made from it
     # The warehouse folder moves onto the small disk, which is then filled to its last 4 KB.
     shutil.copytree(settings.warehouse_dir, small_disk / "warehouse")
     shutil.rmtree(settings.warehouse_dir)
@@ -75,19 +74,19 @@ def test_a_publication_that_fails_on_a_full_disk_leaves_no_temporary_file_and_sh
     from midoffice.stages import validate_and_gate
 
     for feed in ingest_order():
-        ingest_feed(settings, DATES[2], feed, "run-3")
-        validate_and_gate(settings, DATES[2], feed, "run-3")
+        ingest_feed(settings, DATES[1], feed, "run-2")
+        validate_and_gate(settings, DATES[1], feed, "run-2")
     (small_disk / "filler").unlink()  # room for the build of the date...
     from midoffice.warehouse import build_warehouse
 
-    build_warehouse(settings, DATES[2], "run-3")
+    build_warehouse(settings, DATES[1], "run-2")
     free = shutil.disk_usage(small_disk).free
     files_before = data_files(settings)
     with open(small_disk / "filler", "wb") as fh:  # ...and for the run ledger, not for the new data files
         fh.write(b"\0" * (free - 64 * 2**10))
     with pytest.raises(Exception, match="No space left on device"):
-        publish(settings, DATES[2], "run-3")
+        publish(settings, DATES[1], "run-2")
     assert data_files(settings) == files_before  # the failed commit's data files are not left behind
     assert published_state(settings) == published  # readers still have the previous version
-    failed = {s.business_date: s for s in date_statuses(settings)}[DATES[2]]
+    failed = {s.business_date: s for s in date_statuses(settings)}[DATES[1]]
     assert failed.outcome == NOT_PUBLISHED and [r.stage for r in failed.failed_stages] == ["publish"]

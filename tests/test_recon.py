@@ -500,7 +500,7 @@ def test_trades_leave_the_recon_window_after_20_business_dates(tmp_path, airflow
     assert carried_dates(settings, dates) == dates[1:]
 
 
-# --- the generated sample (8 business dates through the real DAG) -------------------------------
+# --- the generated sample (6 business dates through the real DAG) -------------------------------
 
 @pytest.fixture(scope="module")
 def sample_recon(sample_run):
