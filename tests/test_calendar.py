@@ -165,6 +165,7 @@ def test_a_landing_without_calendars_is_walked_as_weekdays_and_says_so(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_range_over_a_firm_holiday_skips_it_and_says_so(new_year_landing, tmp_path, airflow_home, capsys):
     done = midoffice_here(capsys, "run", "--landing", str(new_year_landing), "--home", str(tmp_path / "home"),
                           "--from", "2025-12-31", "--to", "2026-01-02")

@@ -148,6 +148,7 @@ def test_a_task_that_fails_once_is_retried_and_its_failed_try_is_in_the_ledger(c
 
 # --- faults: every injected defect lands in dq_quarantine under its rule -----------------------
 
+@pytest.mark.long
 def test_faults_land_in_quarantine_under_the_right_rule_and_nothing_is_lost(tmp_path, airflow_home):
     # Two dates of 1,500 trades: the generator plants its record faults on the second delivered
     # date (fx_rates' on the first) and the late delivery on the third, or on the last when there

@@ -480,6 +480,7 @@ def test_a_rebuild_in_chunks_of_trades_gives_the_same_rows(handmade, monkeypatch
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_trades_leave_the_recon_window_after_20_business_dates(tmp_path, airflow_home):
     """Twenty-two generated dates (the window and two more): trades age out of the window, breaks
     keep their ages, and the incremental build equals both the oracle and evaluating every trade

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import published, REPO, generate_landing
 
 
@@ -69,6 +71,7 @@ def test_a_failed_gate_is_one_clear_line_with_the_file_the_rules_and_the_next_st
     assert len(logs) == 1 and "Traceback" in logs[0].read_text(errors="replace")  # kept, not shown
 
 
+@pytest.mark.long
 def test_quarantined_records_and_a_late_file_are_said_not_called_success(tmp_path):
     from midoffice.control import read_record
     from midoffice.config import settings_from

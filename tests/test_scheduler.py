@@ -167,6 +167,7 @@ def _wait_for_backfills(cluster: AirflowCluster) -> None:
     _wait_for(cluster, "backfills", done)
 
 
+@pytest.mark.long
 def test_local_executor_runs_dropped_dates_and_backfills_give_the_one_by_one_marts(tmp_path, airflow_home):
     landing = _drop_dates(tmp_path)
     # The reference: the same dates one by one, in-process (`midoffice run`: the same DAG code).
