@@ -288,8 +288,6 @@ def publish(settings: Settings, business_date: str, run_id: str,
         con.execute("COMMIT")
         commit_done = True
         committed = lake.current_version(con)
-        if committed != version:  # this connection's catalog read may predate the commit: ask afresh
-            committed = _version_seen_afresh(settings)
         if committed != version:
             raise RuntimeError(f"the lake committed version {committed}, not {version}: another process wrote it "
                                "during the publication (the warehouse has one writer)")
@@ -320,17 +318,6 @@ def publish(settings: Settings, business_date: str, run_id: str,
                                            + [f"{t}: {why}: not carried forward, written whole from the build"
                                               for t, why in sorted(untrusted.items())]))
     return summary
-
-
-def _version_seen_afresh(settings: Settings) -> int | None:
-    """The lake's current version through a new connection. Seen once in CI with readers querying
-    all along: right after its COMMIT, the publishing connection's current_snapshot() still gave
-    the version before (a catalog read that began before the commit), though the commit was in."""
-    fresh = lake.reader(settings)
-    try:
-        return lake.current_version(fresh)
-    finally:
-        fresh.close()
 
 
 def _data_files(settings: Settings) -> set[Path]:
