@@ -40,6 +40,7 @@ def create_schema(con) -> None:
     con.execute((WAREHOUSE_DDL_DIR / "calendar.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "parameters.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "fx.sql").read_text())
+    con.execute((WAREHOUSE_DDL_DIR / "valuation.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "marts.sql").read_text())
     con.execute((WAREHOUSE_DDL_DIR / "worklist.sql").read_text())
     for model in (m for m in load_models() if m.spans):

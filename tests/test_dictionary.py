@@ -100,8 +100,10 @@ MACROS = {"ops_trade_recon_between": "ops_trade_recon"}
 # What a model reads through its storage's view rather than its own SQL: the recon's view values
 # every date's trades at fx_daily.
 THROUGH_VIEW = {"ops_trade_recon": {"fx_daily"}}
-# The table macros of warehouse/*.sql a model may read a feed through (USD conversion, fx.sql).
-FEED_MACROS = {"fx_rates_known": "fx_rates", "fx_rates_on": "fx_rates"}
+# The table macros of warehouse/*.sql a model may read a feed through (USD conversion, fx.sql;
+# the instrument reference and two dates' closes and rates, valuation.sql).
+FEED_MACROS = {"fx_rates_known": "fx_rates", "fx_rates_on": "fx_rates", "instruments_on": "instruments",
+               "closes_of_two_dates": "prices", "fx_rates_of_two_dates": "fx_rates"}
 
 
 def sql_reads_by_regex(name: str) -> tuple[set[str], set[str]]:

@@ -12,10 +12,7 @@ WITH positions AS (
 
 instruments AS (
     SELECT instrument_id, asset_class, sector, issuer_id, issuer_country, currency
-    FROM core.instruments
-    WHERE business_date = (
-        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
-    )
+    FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
 closes AS (

@@ -30,43 +30,24 @@ quantities AS (
 
 instruments AS (
     SELECT instrument_id, asset_class, currency, coupon_rate
-    FROM core.instruments
-    WHERE business_date = (
-        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
-    )
+    FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
 closes AS (
-    -- one close per instrument and date (latest delivery up to the date wins), a month back
-    SELECT instrument_id, price_date, arg_max(close_price, business_date) AS close_price
-    FROM core.prices
-    WHERE price_date <= getvariable('as_of_date')
-      AND price_date >= coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
-      AND business_date <= getvariable('as_of_date')
-      AND instrument_id IN (SELECT instrument_id FROM quantities)
-    GROUP BY instrument_id, price_date
-),
-
-last_closes AS (
-    -- carried forward: the last close on or before each of the two dates
-    SELECT
-        instrument_id,
-        arg_max(close_price, price_date) FILTER (WHERE price_date <= (SELECT previous_date FROM previous_business_date)) AS close_previous,
-        arg_max(close_price, price_date) AS close_today
-    FROM closes
-    GROUP BY instrument_id
-),
-
-last_rates AS (
-    SELECT t.currency, p.usd_per_unit AS rate_previous, t.usd_per_unit AS rate_today
-    FROM core.fx_rates_on(
-        getvariable('as_of_date'), getvariable('as_of_date'),
-        coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
-    ) t
-    LEFT JOIN core.fx_rates_on(
+    -- the last close on or before each of the two dates, a month back
+    SELECT *
+    FROM core.closes_of_two_dates(
         (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
-        (SELECT previous_date FROM previous_business_date) - 31
-    ) p USING (currency)
+        coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
+    )
+),
+
+rates AS (
+    SELECT *
+    FROM core.fx_rates_of_two_dates(
+        (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
+        coalesce((SELECT previous_date FROM previous_business_date), getvariable('as_of_date')) - 31
+    )
 ),
 
 valued AS (
@@ -88,8 +69,8 @@ valued AS (
         END AS coupon_per_unit
     FROM quantities q
     LEFT JOIN instruments i USING (instrument_id)
-    LEFT JOIN last_closes c USING (instrument_id)
-    LEFT JOIN last_rates r USING (currency)
+    LEFT JOIN closes c USING (instrument_id)
+    LEFT JOIN rates r USING (currency)
 ),
 
 final AS (

@@ -23,36 +23,20 @@ held_previously AS (
 ),
 
 closes AS (
-    -- one close per instrument and date (latest delivery up to as_of_date wins), a month back
-    SELECT instrument_id, price_date, arg_max(close_price, business_date) AS close_price
-    FROM core.prices
-    WHERE price_date <= getvariable('as_of_date')
-      AND price_date >= (SELECT previous_date FROM previous_business_date) - 31
-      AND business_date <= getvariable('as_of_date')
-      AND instrument_id IN (SELECT instrument_id FROM held_previously)
-    GROUP BY instrument_id, price_date
-),
-
-last_closes AS (
-    -- carried forward: the last close on or before each of the two dates
-    SELECT
-        instrument_id,
-        arg_max(close_price, price_date) FILTER (WHERE price_date <= (SELECT previous_date FROM previous_business_date)) AS close_previous,
-        arg_max(close_price, price_date) AS close_today
-    FROM closes
-    GROUP BY instrument_id
-),
-
-last_rates AS (
-    -- likewise the rate of each of the two dates, from a month before the previous one
-    SELECT t.currency, p.usd_per_unit AS rate_previous, t.usd_per_unit AS rate_today
-    FROM core.fx_rates_on(
-        getvariable('as_of_date'), getvariable('as_of_date'), (SELECT previous_date FROM previous_business_date) - 31
-    ) t
-    LEFT JOIN core.fx_rates_on(
+    -- the last close and rate on or before each of the two dates, from a month before the first
+    SELECT *
+    FROM core.closes_of_two_dates(
         (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
         (SELECT previous_date FROM previous_business_date) - 31
-    ) p USING (currency)
+    )
+),
+
+rates AS (
+    SELECT *
+    FROM core.fx_rates_of_two_dates(
+        (SELECT previous_date FROM previous_business_date), getvariable('as_of_date'),
+        (SELECT previous_date FROM previous_business_date) - 31
+    )
 ),
 
 returns AS (
@@ -63,8 +47,8 @@ returns AS (
         h.market_value_usd,
         coalesce((c.close_today * r.rate_today) / nullif(c.close_previous * r.rate_previous, 0) - 1, 0) AS usd_return
     FROM held_previously h
-    LEFT JOIN last_closes c USING (instrument_id)
-    LEFT JOIN last_rates r USING (currency)
+    LEFT JOIN closes c USING (instrument_id)
+    LEFT JOIN rates r USING (currency)
 ),
 
 hypothetical_pnl AS (

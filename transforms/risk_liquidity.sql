@@ -10,10 +10,7 @@ WITH holdings AS (
 
 volumes AS (
     SELECT instrument_id, CAST(adv_quantity AS DOUBLE) AS adv_quantity
-    FROM core.instruments
-    WHERE business_date = (
-        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
-    )
+    FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
 participation AS (

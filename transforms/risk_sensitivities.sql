@@ -28,11 +28,8 @@ bond_terms AS (
         CAST(coupon_frequency AS INTEGER) AS frequency,
         issue_date,
         maturity_date
-    FROM core.instruments
-    WHERE business_date = (
-        SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date')
-    )
-      AND asset_class = 'BOND'
+    FROM core.instruments_on(getvariable('as_of_date'))
+    WHERE asset_class = 'BOND'
       AND coupon_rate IS NOT NULL
       AND coupon_frequency IN (1, 2, 4)
       AND maturity_date > getvariable('as_of_date')

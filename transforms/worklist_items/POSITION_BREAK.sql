@@ -10,8 +10,7 @@ WITH breaks AS (
 
 instruments AS (
     SELECT instrument_id, asset_class, currency
-    FROM core.instruments
-    WHERE business_date = (SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date'))
+    FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
 closes AS (

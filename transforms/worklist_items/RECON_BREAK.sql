@@ -11,8 +11,7 @@ WITH breaks AS (
 
 instruments AS (
     SELECT instrument_id, asset_class
-    FROM core.instruments
-    WHERE business_date = (SELECT max(business_date) FROM core.instruments WHERE business_date <= getvariable('as_of_date'))
+    FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
 final AS (
