@@ -67,6 +67,8 @@ def connect(settings: Settings, database: str | Path = ":memory:", read_only: bo
         # created from the file (ingest.RECORD_ORDINAL).
         "preserve_insertion_order": True,
     })
+    # no progress bar: a long query (a 1M-row extract) drew one into the task log and the console
+    con.execute("SET enable_progress_bar = false")
     return con
 
 

@@ -232,3 +232,12 @@ def current_version(con) -> int | None:
     """The snapshot the attached lake shows (None: an empty lake, nothing published)."""
     got = con.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()
     return got[0] if got else None
+
+
+def committed_version(con) -> int | None:
+    """The snapshot this connection's last commit to the lake made (None: it has made none).
+    DuckLake keeps it as the connection's own state, set by the commit itself: it does not read
+    the catalog again, as current_snapshot() does (CI saw that read give the version before, right
+    after a commit, with readers querying the catalog all along)."""
+    got = con.execute(f"SELECT id FROM ducklake_last_committed_snapshot('{LAKE}')").fetchone()
+    return got[0] if got else None

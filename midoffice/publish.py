@@ -287,10 +287,11 @@ def publish(settings: Settings, business_date: str, run_id: str,
         con.execute(f"CALL {L}.set_commit_message(?, ?, extra_info => ?)", [lake.AUTHOR, message, json.dumps(info)])
         con.execute("COMMIT")
         commit_done = True
-        committed = lake.current_version(con)
+        committed = lake.committed_version(con)
         if committed != version:
-            raise RuntimeError(f"the lake committed version {committed}, not {version}: another process wrote it "
-                               "during the publication (the warehouse has one writer)")
+            raise RuntimeError(f"the lake committed version {committed}, not {version} (current_snapshot() says "
+                               f"{lake.current_version(con)}): another process wrote it during the publication "
+                               "(the warehouse has one writer)")
         # Published: these dates no longer wait. A kill before this line only makes the next
         # publication replace them again (idempotent; the lake has the version either way).
         con.execute("DELETE FROM core.unpublished_dates WHERE business_date IN (SELECT CAST(unnest(?) AS DATE))",
