@@ -103,7 +103,7 @@ THROUGH_VIEW = {"ops_trade_recon": {"fx_daily"}}
 # The table macros of warehouse/*.sql a model may read a feed through (USD conversion, fx.sql;
 # the instrument reference and two dates' closes and rates, valuation.sql).
 FEED_MACROS = {"fx_rates_known": "fx_rates", "fx_rates_on": "fx_rates", "instruments_on": "instruments",
-               "closes_of_two_dates": "prices", "fx_rates_of_two_dates": "fx_rates"}
+               "closes_of_two_dates": "prices", "previous_priced_date": "prices", "fx_rates_of_two_dates": "fx_rates"}
 
 
 def sql_reads_by_regex(name: str) -> tuple[set[str], set[str]]:

@@ -7,12 +7,7 @@
 -- the date; closes and rates are the last on or before each of the two dates, as known today;
 -- quantities are custody quantities summed over custodians (0 when not held).
 WITH previous_business_date AS (
-    SELECT max(price_date) AS previous_date
-    FROM core.prices
-    WHERE price_date < getvariable('as_of_date')
-      AND price_date >= getvariable('as_of_date') - 31
-      AND business_date <= getvariable('as_of_date')
-      AND core.is_business_day('FIRM', price_date)
+    SELECT core.previous_priced_date(getvariable('as_of_date')) AS previous_date
 ),
 
 quantities AS (

@@ -6,12 +6,7 @@
 -- backtest compares like with like. The previous business date is the FIRM business date with prices just
 -- before as_of_date; when the warehouse has no BOOK holdings for it, there is no row.
 WITH previous_business_date AS (
-    SELECT max(price_date) AS previous_date
-    FROM core.prices
-    WHERE price_date < getvariable('as_of_date')
-      AND price_date >= getvariable('as_of_date') - 31
-      AND business_date <= getvariable('as_of_date')
-      AND core.is_business_day('FIRM', price_date)
+    SELECT core.previous_priced_date(getvariable('as_of_date')) AS previous_date
 ),
 
 held_previously AS (

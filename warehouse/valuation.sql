@@ -2,6 +2,17 @@
 -- reference in force, and the closes and rates of two dates that a day-over-day revaluation
 -- (pnl_daily, risk_backtest_pnl) compares, so that both mean the same by "yesterday's price".
 --
+-- The FIRM business date with prices just before a day (within a month before it), as known on
+-- it: the previous business date a day-over-day revaluation starts from (NULL: none).
+CREATE OR REPLACE MACRO core.previous_priced_date(on_day) AS (
+    SELECT max(price_date)
+    FROM core.prices
+    WHERE price_date < on_day
+      AND price_date >= on_day - 31
+      AND business_date <= on_day
+      AND core.is_business_day('FIRM', price_date)
+);
+
 -- The instruments' reference data in force on a day: the latest delivery on or before it.
 CREATE OR REPLACE MACRO core.instruments_on(on_day) AS TABLE
     SELECT *

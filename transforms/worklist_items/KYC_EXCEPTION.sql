@@ -37,10 +37,6 @@ instruments AS (
     FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
-fx AS (
-    SELECT currency, usd_per_unit FROM main.fx_daily WHERE as_of_date = getvariable('as_of_date')
-),
-
 final AS (
     SELECT
         t.trade_id AS natural_key,
@@ -63,7 +59,7 @@ final AS (
     JOIN clients c ON c.client_id = t.client_id
     JOIN booked bk ON bk.trade_id = t.trade_id
     LEFT JOIN instruments i ON i.instrument_id = t.instrument_id
-    LEFT JOIN fx ON fx.currency = t.currency
+    LEFT JOIN main.fx_daily fx ON fx.as_of_date = getvariable('as_of_date') AND fx.currency = t.currency
     WHERE t.event_type <> 'CANCEL' AND (c.kyc_status <> 'APPROVED' OR c.status = 'CLOSED')
 )
 

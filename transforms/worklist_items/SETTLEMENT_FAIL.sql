@@ -31,10 +31,6 @@ instruments AS (
     FROM core.instruments_on(getvariable('as_of_date'))
 ),
 
-fx AS (
-    SELECT currency, usd_per_unit FROM main.fx_daily WHERE as_of_date = getvariable('as_of_date')
-),
-
 final AS (
     SELECT
         f.settlement_id AS natural_key,
@@ -55,7 +51,7 @@ final AS (
     FROM failed f
     LEFT JOIN trades t ON t.trade_id = f.trade_id
     LEFT JOIN instruments i ON i.instrument_id = t.instrument_id
-    LEFT JOIN fx ON fx.currency = f.currency
+    LEFT JOIN main.fx_daily fx ON fx.as_of_date = getvariable('as_of_date') AND fx.currency = f.currency
 )
 
 SELECT * FROM final
