@@ -264,6 +264,29 @@ def test_a_data_file_edited_behind_the_catalog_is_not_carried_forward(home):
     assert con.execute("SELECT rewritten_marts FROM publications WHERE version = 4").fetchone()[0] == ["kpi_daily"]
 
 
+def test_the_publication_lists_the_lake_files_as_ducklake_does(home):
+    """publish reads the current version's data and delete files from DuckLake's catalog tables in
+    one query (its trust check); DuckLake's own ducklake_list_files, table by table, is the truth."""
+    from midoffice import lake
+    from midoffice.publish import _lake_files
+
+    con = lake.reader(home)
+    try:
+        tables = [t for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = 'main'").fetchall()]
+        listed = []
+        for table in tables:
+            for data, size, delete, delete_size in con.execute(
+                    "SELECT data_file, data_file_size_bytes, delete_file, delete_file_size_bytes "
+                    "FROM ducklake_list_files('lake', ?)", [table]).fetchall():
+                listed += [(table, data, size)] + ([(table, delete, delete_size)] if delete else [])
+        ours = _lake_files(con, tables)
+    finally:
+        con.close()
+    assert len(tables) > 30 and len(ours) >= len(tables)
+    assert sorted(set(ours)) == sorted(set(listed))
+
+
 def marts_without_lineage(con) -> dict[str, list]:
     from midoffice.models import published_models
 
