@@ -176,9 +176,11 @@ def _copy_calendar(con) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {L}.core")
     have = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = 'core' "
                        "AND table_name = 'calendar_days'", [L]).fetchone()[0]
-    if have and not con.execute(
-            f"SELECT count(*) FROM ((SELECT * FROM core.calendar_days EXCEPT ALL SELECT * FROM {L}.core.calendar_days) "
-            f"UNION ALL (SELECT * FROM {L}.core.calendar_days EXCEPT ALL SELECT * FROM core.calendar_days))").fetchone()[0]:
+    # the same rows: compared by their count and the sum of each row's 64-bit hash (380,000 rows:
+    # 0.02 s, where comparing them row by row both ways took 0.3 s of every publication)
+    fingerprint = "SELECT (count(*), sum(hash(c)::HUGEINT)) FROM {} c"
+    if have and con.execute(f"SELECT ({fingerprint.format('core.calendar_days')}) = "
+                            f"({fingerprint.format(L + '.core.calendar_days')})").fetchone()[0]:
         return
     con.execute(f"DROP TABLE IF EXISTS {L}.core.calendar_days")
     con.execute(f"CREATE TABLE {L}.core.calendar_days AS "

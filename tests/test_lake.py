@@ -287,6 +287,30 @@ def test_the_publication_lists_the_lake_files_as_ducklake_does(home):
     assert sorted(set(ours)) == sorted(set(listed))
 
 
+def test_a_calendar_that_changed_in_the_build_is_published_again(home):
+    """The publication copies the build's business calendars into the lake only when they differ
+    (compared by a fingerprint of their rows): one business day turned holiday is a difference."""
+    from midoffice import lake
+    from midoffice.duck import connect
+    from midoffice.publish import _copy_calendar
+
+    con = connect(home, home.build_db)
+    try:
+        lake.attach(con, home)
+        differ = ("SELECT count(*) FROM ((SELECT * FROM core.calendar_days EXCEPT ALL SELECT * FROM lake.core.calendar_days) "
+                  "UNION ALL (SELECT * FROM lake.core.calendar_days EXCEPT ALL SELECT * FROM core.calendar_days))")
+        assert con.execute(differ).fetchone()[0] == 0
+        con.execute("UPDATE core.calendar_days SET is_business = false "
+                    "WHERE calendar_id = 'FIRM' AND day = DATE '2026-03-10'")
+        assert con.execute(differ).fetchone()[0] == 2
+        con.execute("BEGIN TRANSACTION")
+        _copy_calendar(con)
+        con.execute("COMMIT")
+        assert con.execute(differ).fetchone()[0] == 0
+    finally:
+        con.close()
+
+
 def marts_without_lineage(con) -> dict[str, list]:
     from midoffice.models import published_models
 
