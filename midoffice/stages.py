@@ -110,9 +110,8 @@ def decide_gates(settings: Settings, business_date: str, run_id: str) -> DateGat
     order = ingest_order()
     outcome = DateGates(business_date, run_id)
 
-    def runnable(feed: str) -> bool:
-        return decided_by(settings, business_date, feed, run_id) is None and not any(
-            d in outcome.undecided for d in get_feed(feed).depends_on)
+    def broken_by(feed: str) -> list[str]:  # what the feed depends on that was left undecided
+        return [d for d in get_feed(feed).depends_on if d in outcome.undecided]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-ahead") as loader:
         ahead: Future | None = None  # the ingest of order[i], started while order[i - 1] was validated
@@ -122,7 +121,7 @@ def decide_gates(settings: Settings, business_date: str, run_id: str) -> DateGat
             if kept is not None:  # decided by an earlier try of this run
                 outcome.gates[feed] = kept
                 continue
-            broken = [d for d in get_feed(feed).depends_on if d in outcome.undecided]
+            broken = broken_by(feed)
             if broken:
                 outcome.undecided[feed] = f"not run: {', '.join(broken)} (which it depends on) did not finish"
                 continue
@@ -132,7 +131,8 @@ def decide_gates(settings: Settings, business_date: str, run_id: str) -> DateGat
                 else:
                     _ingest(settings, business_date, feed, run_id)
                 following = order[i + 1] if i + 1 < len(order) else None
-                if following and feed not in get_feed(following).depends_on and runnable(following):
+                if (following and feed not in get_feed(following).depends_on and not broken_by(following)
+                        and decided_by(settings, business_date, following, run_id) is None):
                     ahead = loader.submit(_ingest, settings, business_date, following, run_id)
                 outcome.gates[feed] = validate_and_gate(settings, business_date, feed, run_id)
             except Exception as exc:  # recorded by ingest (its ledger row); the retry redoes the feed
