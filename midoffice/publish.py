@@ -45,7 +45,7 @@ import duckdb
 
 from midoffice import control, lake, spans
 from midoffice.config import Settings
-from midoffice.duck import connect, insert_rows, quote_ident as q, restrict_to
+from midoffice.duck import insert_rows, quote_ident as q, restrict_to
 from midoffice.models import Model, published_models
 
 # (connection to build.duckdb, settings, business date, run id): writes the build's file before
@@ -251,7 +251,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
     started_at = control.utc_now()
     t0 = time.monotonic()
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    con = connect(settings, settings.build_db)
+    con = lake.connect_for_lake(settings, settings.build_db)
     tables: dict[str, int] = {}
     files_before: set[Path] | None = None
     commit_done = False

@@ -359,3 +359,49 @@ def test_a_postgresql_catalog_gives_the_same_marts(base, tmp_path):
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+def test_extension_signatures_are_checked_once_a_process_and_again_for_a_changed_file(tmp_path, monkeypatch):
+    """DuckDB hashes an extension's whole file at every LOAD (0.25 s a reader for the lake's
+    two); midoffice lets it skip that for a file it already checked in this process, and only
+    while the file is the same: a file changed since is checked again, and a tampered one refused."""
+    import duckdb
+
+    from midoffice import lake
+    from midoffice.config import Settings
+    from midoffice.duck import restrict_to
+
+    settings = Settings(landing=tmp_path, home=tmp_path / "home")
+    copies = {}
+    for name in lake.extensions_for(settings):  # copies this test may tamper with
+        copies[name] = tmp_path / f"{name}.duckdb_extension"
+        shutil.copyfile(lake.extension_file(name), copies[name])
+    other = shutil.copyfile(lake.extension_file("postgres_scanner"), tmp_path / "other.duckdb_extension")
+    monkeypatch.setattr(lake, "extension_file", lambda name: copies[name])
+    monkeypatch.setattr(lake, "_SIGNATURE_CHECKED", {})
+
+    assert not lake.signatures_checked(settings)
+    con = lake.connect_for_lake(settings)  # the first of the process: DuckDB checks the signatures
+    assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is False
+    lake.load_extensions(con, settings)
+    con.close()
+    assert lake.signatures_checked(settings)
+
+    con = lake.connect_for_lake(settings)  # the same files: not hashed again
+    assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is True
+    lake.load_extensions(con, settings)
+    restrict_to(con, tmp_path)  # as every reader is: no other file can be loaded through it
+    with pytest.raises(duckdb.Error, match="Loading external extensions is disabled"):
+        con.execute(f"LOAD '{other}'")
+    con.close()
+
+    tampered = copies["ducklake"]
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    assert not lake.signatures_checked(settings)  # changed since it was checked
+    con = lake.connect_for_lake(settings)
+    with pytest.raises(duckdb.Error, match="(?i)signature"):
+        lake.load_extensions(con, settings)
+    con.close()
+    assert not lake.signatures_checked(settings)
