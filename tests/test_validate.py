@@ -340,3 +340,39 @@ def test_dates_outside_nanosecond_range(staged: Settings):
     result = validate_feed(staged, BD, "trades", run_id="r")
     assert rules_failed(result) == {"trade_date:range"}
     assert result["failed"][0]["partial_unexpected_list"] == ["9999-12-30"]
+
+
+def test_gx_results_are_the_same_with_the_configuration_built_once(staged: Settings, monkeypatch):
+    """validate.configuration_built_once serves each expectation's configuration from a memo
+    while GX validates: every result (passing, and each kind of failure) is identical without it,
+    and GX's own property is back afterwards."""
+    import contextlib
+
+    from great_expectations.expectations.expectation import Expectation
+
+    import midoffice.validate as validate
+
+    gx_property = Expectation.__dict__["configuration"]
+    reads = []
+    original = validate.configuration_built_once
+
+    @contextlib.contextmanager
+    def counted():
+        with original():
+            memo = Expectation.__dict__["configuration"]
+            assert memo is not gx_property  # the memo is in place while GX validates
+            yield
+        reads.append(1)
+
+    def results(memo: bool) -> list[str]:
+        monkeypatch.setattr(validate, "configuration_built_once", counted if memo else contextlib.nullcontext)
+        out = []
+        for _, rows, _, _ in [("clean", trades_rows(), None, None), *BAD_TRADES]:
+            stage(staged, "trades", rows)
+            r = validate_feed(staged, BD, "trades", run_id="same")
+            out.append(json.dumps({k: v for k, v in r.items() if k not in ("seconds", "timings")}, sort_keys=True))
+        return out
+
+    assert results(memo=True) == results(memo=False)
+    assert len(reads) == len(BAD_TRADES) + 1
+    assert Expectation.__dict__["configuration"] is gx_property
