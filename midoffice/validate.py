@@ -20,6 +20,7 @@ parses DAGs, and importing GX takes seconds.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 import logging
@@ -451,8 +452,13 @@ def build_data_docs(settings: Settings, business_date: str) -> Path:
     for path in sorted(Path(EXPECTATIONS_DIR).glob("*.json")):
         context.suites.add(gx.ExpectationSuite(**json.loads(path.read_text())))
 
+    suite_pages = suite_pages_dir(settings, gx.__version__)
+    if suite_pages.is_dir():  # the suites' pages as the first date with these suites rendered them
+        shutil.copytree(suite_pages, site_dir / "expectations", dirs_exist_ok=True)
+
     schema = ExpectationSuiteValidationResultSchema()
     store = context.validation_results_store
+    results = []
     for path in sorted(gx_results_dir(settings, business_date).glob("*.json")):
         payload = json.loads(path.read_text())
         meta = payload.get("meta") or {}
@@ -468,13 +474,42 @@ def build_data_docs(settings: Settings, business_date: str) -> Path:
             batch_identifier=f"{path.stem}-{business_date}",
         )
         store.set(key, schema.load(payload))
+        results.append(key)
 
-    context.build_data_docs(site_names=["midoffice"])
+    # With the suites' pages in place, GX renders only the date's results (and the index, which
+    # lists every suite page it finds): the suites are the same every date, their pages too.
+    context.build_data_docs(site_names=["midoffice"],
+                            resource_identifiers=results if suite_pages.is_dir() and results else None)
     index = site_dir / "index.html"
     if not index.exists():
         raise RuntimeError(f"GX did not build Data Docs at {index}")
     make_offline(site_dir)
+    if not suite_pages.is_dir():
+        _keep_suite_pages(site_dir / "expectations", suite_pages)
     return index
+
+
+def suite_pages_dir(settings: Settings, gx_version: str) -> Path:
+    """Where the Data Docs pages of the current suites are kept once rendered: named by what
+    they are rendered from (every suite's JSON, the GX version, the offline assets), so a changed
+    suite or an upgrade renders them again."""
+    h = hashlib.sha256(f"{gx_version}\n{sorted(OFFLINE_ASSETS.items())}\n".encode())
+    for path in sorted(Path(EXPECTATIONS_DIR).glob("*.json")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return settings.home / "gx" / "suite_pages" / h.hexdigest()[:16]
+
+
+def _keep_suite_pages(rendered: Path, kept: Path) -> None:
+    """A copy of the suites' pages under a temporary name, renamed into place: a report that
+    reads them sees all of them or none (two reports at once: the first rename wins)."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_name(f".tmp-{kept.name}-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(rendered, tmp)
+    try:
+        os.rename(tmp, kept)
+    except OSError:  # another report kept them first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- Data Docs without a network ---------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -329,6 +330,52 @@ def test_data_docs_get_built(staged: Settings):
     site = index.parent
     assert list((site / "validations").rglob("*.html"))
     assert list((site / "expectations").rglob("*.html"))
+
+
+def test_data_docs_render_the_suites_once_and_again_when_a_suite_changes(staged: Settings, tmp_path, monkeypatch):
+    """The suites' pages are the same every date: the first date renders them and keeps them,
+    later dates copy them and render only their own results; the site is the same as a full
+    build. A changed suite is rendered again."""
+    import great_expectations as gx
+
+    import midoffice.validate as validate
+
+    def pages(site: Path) -> dict[str, str]:
+        return {str(p.relative_to(site)): p.read_text() for p in sorted((site / "expectations").glob("*.html"))}
+
+    validate_feed(staged, BD, "trades", run_id="run-docs")
+    first = build_data_docs(staged, BD).parent
+    kept = validate.suite_pages_dir(staged, gx.__version__)
+    assert sorted(p.name for p in kept.iterdir()) == sorted(p.rsplit("/", 1)[-1] for p in pages(first))
+
+    rendered = []
+    real_build = gx.data_context.AbstractDataContext.build_data_docs
+
+    def build(context, *args, **kwargs):
+        rendered.append(kwargs.get("resource_identifiers"))
+        return real_build(context, *args, **kwargs)
+
+    monkeypatch.setattr(gx.data_context.AbstractDataContext, "build_data_docs", build)
+    later = "2024-03-18"
+    stage(staged, "trades", trades_rows(), business_date=later)
+    validate_feed(staged, later, "trades", run_id="run-docs")
+    second = build_data_docs(staged, later).parent
+    assert [len(r) for r in rendered] == [1]  # only the date's one result was rendered
+    assert pages(second) == pages(first)
+    index = (second / "index.html").read_text()
+    assert all(f'expectations/{name}.html' in index for name in ("trades", "books", "clients"))
+
+    suites = tmp_path / "suites"  # a changed suite: other pages, rendered again
+    shutil.copytree(EXPECTATIONS_DIR, suites)
+    suite = json.loads((suites / "books.json").read_text())
+    suite["expectations"] = suite["expectations"][:1]
+    (suites / "books.json").write_text(json.dumps(suite))
+    monkeypatch.setattr(validate, "EXPECTATIONS_DIR", suites)
+    assert validate.suite_pages_dir(staged, gx.__version__) != kept
+    third = build_data_docs(staged, later).parent
+    assert rendered[-1] is None  # a full build
+    assert pages(third)["expectations/books.html"] != pages(first)["expectations/books.html"]
+    assert validate.suite_pages_dir(staged, gx.__version__).is_dir()
 
 
 def test_dates_outside_nanosecond_range(staged: Settings):
