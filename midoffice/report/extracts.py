@@ -20,6 +20,7 @@ exporters do; the lake keeps every value as published.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,22 @@ def _spreadsheet_safe(columns: list[tuple[str, str]]) -> str:
         for name, kind in columns)
 
 
+def _rows_of_date(con, models: list, d: str) -> dict[str, int]:
+    """Each mart's rows of the date, counted in one query (each query on the lake reads its
+    catalog first: one per mart cost 0.9 s a pack on small dates). A spans mart is a view that
+    computes each row's state from its spans: its rows are counted on the spans that hold on the
+    date, and the view is computed once, by the COPY (at 1M trades, 0.6 s less than computing it
+    into a table first)."""
+    if not models:
+        return {}
+    counts = " UNION ALL ".join(
+        f"SELECT {i} AS mart, count(*) AS n FROM "
+        + (f"{spans.rows_on(m, 'main', d)} AS held" if m.spans else f"{q(m.name)} WHERE {q(m.partition)} = $d")
+        for i, m in enumerate(models))
+    found = dict(con.execute(counts, {"d": dt.date.fromisoformat(d)}).fetchall())
+    return {m.name: found[i] for i, m in enumerate(models)}
+
+
 def write_extracts(con, settings: Settings, d: str, published: dict[str, list[tuple[str, str]]],
                    version: int | None) -> tuple[list[dict], list[str]]:
     """For every published mart: its rows of the date in the lake at `version` (the version the
@@ -65,19 +82,17 @@ def write_extracts(con, settings: Settings, d: str, published: dict[str, list[tu
     index, absent, digests = [], [], {}
     # The checksums are taken on a thread while DuckDB writes the next mart's CSV: hashlib lets
     # go of the GIL.
+    models = published_models()
+    rows_of = _rows_of_date(con, [m for m in models if m.name in published], d)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-sha256") as hasher:
-        for model in published_models():
+        for model in models:
             if model.name not in published:
                 absent.append(model.name)
                 continue
             where = f"WHERE {q(model.partition)} = CAST(? AS DATE)"
             order = ", ".join(q(c) for c in model.grain)
             select = f"SELECT * FROM {q(model.name)} {where} ORDER BY {order}"
-            # A spans mart is a view that computes each row's state from its spans: its rows of
-            # the date are counted on the spans that hold on it, and the view is computed once,
-            # by the COPY (at 1M trades, 0.6 s less than computing it into a table first).
-            counted = f"{spans.rows_on(model, 'main', d)} AS held" if model.spans else f"{q(model.name)} {where}"
-            rows = con.execute(f"SELECT count(*) FROM {counted}", [] if model.spans else [d]).fetchone()[0]
+            rows = rows_of[model.name]
             csv = out_dir / f"{model.name}.csv"
             entry = {
                 "mart": model.name, "rows": rows, "grain": list(model.grain), "partition": model.partition,
