@@ -96,6 +96,53 @@ def prepare_airflow(settings: Settings) -> None:
         marker.write_text("migrated\n")
 
 
+def serve_one_api_version() -> bool:
+    """Build Airflow's in-process execution API for the one API version this process's Task SDK
+    speaks, before the first task would build it for all of them.
+
+    `dag.test()` runs each task against the execution API inside this process. Airflow versions
+    that API with Cadwyn, which at the first request generates a router for every version the API
+    has ever had (eleven in Airflow 3.3): that was most of the first task's time, 3-6 s a
+    `midoffice run`. A task here only ever speaks the Task SDK's own version (its API_VERSION,
+    the newest), so the API is built with that version alone, and without the routes that exist
+    for older clients only. The scheduler's API server is not touched (another process). Returns
+    whether it did: not when the API was built already or the SDK speaks another version than
+    the newest; if Airflow's internals are not as expected, the API is left to Airflow to build
+    as usual (logged).
+    """
+    from airflow.sdk.execution_time.supervisor import in_process_api_server
+
+    if in_process_api_server.cache_info().currsize:
+        return False
+    try:
+        from cadwyn import HeadVersion, Version, VersionBundle
+        from cadwyn.route_generation import _DELETED_ROUTE_TAG
+        from fastapi import APIRouter
+        from fastapi.routing import APIRoute
+
+        from airflow.api_fastapi.execution_api import routes, versions
+        from airflow.sdk.api.datamodels._generated import API_VERSION
+
+        if versions.bundle.versions[0].value != API_VERSION:
+            return False
+        router = APIRouter()
+        router.routes.extend(r for r in routes.execution_api_router.routes
+                             if not (isinstance(r, APIRoute) and _DELETED_ROUTE_TAG in r.tags))
+        saved = routes.execution_api_router, versions.bundle
+        # create_task_execution_api_app() reads both names when it is called: swapped for the call only
+        routes.execution_api_router, versions.bundle = router, VersionBundle(HeadVersion(), Version(API_VERSION))
+        try:
+            app = in_process_api_server().app  # built now, while the names are swapped
+        finally:
+            routes.execution_api_router, versions.bundle = saved
+        return [v.value for v in app.versions] == [API_VERSION]
+    except Exception:  # noqa: BLE001 - a faster start is not worth a failed run
+        logging.getLogger(__name__).warning("building the in-process execution API for one version failed; "
+                                            "Airflow builds it for all", exc_info=True)
+        in_process_api_server.cache_clear()
+        return False
+
+
 def load_dags():
     """(midoffice_ingest, midoffice_warehouse), as the DAG processor parses them."""
     from airflow.dag_processing.dagbag import DagBag
@@ -121,6 +168,7 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
         Pool.create_or_update_pool("midoffice_warehouse", slots=1, include_deferred=False,
                                    description="Single writer of the midoffice warehouse file")
         ingest_dag, warehouse_dag = load_dags()
+        serve_one_api_version()
         started = time.monotonic()
         for i, business_date in enumerate(dates, start=1):
             done = time.monotonic() - started

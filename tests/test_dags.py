@@ -91,3 +91,33 @@ def test_the_business_date_is_the_partition_key_else_the_conf_and_a_weekday():
                 {"partition_key": None, "params": {}}):
         with pytest.raises(ValueError):
             business_date(bad)
+
+
+def test_midoffice_run_builds_the_execution_api_for_the_task_sdks_version_only(airflow_home):
+    """`midoffice run` builds Airflow's in-process execution API with the one version its Task SDK
+    speaks (runner.serve_one_api_version: Cadwyn generated a router for each of eleven versions at
+    the first task, 3-6 s a run). In a fresh process: the app has that version alone, a request in
+    it is served, Airflow's module globals are as they were, and a second call changes nothing.
+    Every test that runs a date through the DAGs runs its tasks against this API."""
+    code = (
+        "import httpx\n"
+        "from airflow.api_fastapi.execution_api import routes, versions\n"
+        "from airflow.sdk.api.datamodels._generated import API_VERSION\n"
+        "from airflow.sdk.execution_time.supervisor import in_process_api_server\n"
+        "from midoffice.runner import serve_one_api_version\n"
+        "before = (routes.execution_api_router, versions.bundle)\n"
+        "assert len(versions.bundle.versions) > 1\n"
+        "assert serve_one_api_version()\n"
+        "assert (routes.execution_api_router, versions.bundle) == before\n"
+        "app = in_process_api_server().app\n"
+        "print('VERSIONS', [v.value for v in app.versions], API_VERSION)\n"
+        "client = httpx.Client(transport=in_process_api_server().transport, base_url='http://in-process.invalid/',\n"
+        "                      headers={'Airflow-API-Version': API_VERSION})\n"
+        "print('HEALTH', client.get('/health').status_code)\n"
+        "print('AGAIN', serve_one_api_version())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    versions, sdk = re.search(r"^VERSIONS (\[.*\]) (\S+)$", out.stdout, re.M).groups()
+    assert versions == f"['{sdk}']"
+    assert "HEALTH 200" in out.stdout and "AGAIN False" in out.stdout

@@ -361,47 +361,64 @@ def test_a_postgresql_catalog_gives_the_same_marts(base, tmp_path):
         admin.close()
 
 
-def test_extension_signatures_are_checked_once_a_process_and_again_for_a_changed_file(tmp_path, monkeypatch):
+def test_extension_signatures_are_checked_once_a_process_and_again_for_a_changed_file(tmp_path):
     """DuckDB hashes an extension's whole file at every LOAD (0.25 s a reader for the lake's
     two); midoffice lets it skip that for a file it already checked in this process, and only
-    while the file is the same: a file changed since is checked again, and a tampered one refused."""
-    import duckdb
+    while the file is the same: a file changed since is checked again, and a tampered one refused.
+    In a process of its own: it loads copies of the extensions, which must not meet the real ones
+    loaded in this one."""
+    code = f"""
+import shutil, duckdb
+from pathlib import Path
+from midoffice import lake
+from midoffice.config import Settings
+from midoffice.duck import restrict_to
 
-    from midoffice import lake
-    from midoffice.config import Settings
-    from midoffice.duck import restrict_to
+tmp = Path({str(tmp_path)!r})
+settings = Settings(landing=tmp, home=tmp / "home")
+copies = {{}}
+for name in lake.extensions_for(settings):  # copies this test may tamper with
+    copies[name] = tmp / f"{{name}}.duckdb_extension"
+    shutil.copyfile(lake.extension_file(name), copies[name])
+other = shutil.copyfile(lake.extension_file("postgres_scanner"), tmp / "other.duckdb_extension")
+lake.extension_file = lambda name: copies[name]
 
-    settings = Settings(landing=tmp_path, home=tmp_path / "home")
-    copies = {}
-    for name in lake.extensions_for(settings):  # copies this test may tamper with
-        copies[name] = tmp_path / f"{name}.duckdb_extension"
-        shutil.copyfile(lake.extension_file(name), copies[name])
-    other = shutil.copyfile(lake.extension_file("postgres_scanner"), tmp_path / "other.duckdb_extension")
-    monkeypatch.setattr(lake, "extension_file", lambda name: copies[name])
-    monkeypatch.setattr(lake, "_SIGNATURE_CHECKED", {})
+def unsigned_allowed(con):
+    return con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0]
 
-    assert not lake.signatures_checked(settings)
-    con = lake.connect_for_lake(settings)  # the first of the process: DuckDB checks the signatures
-    assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is False
+assert not lake.signatures_checked(settings)
+con = lake.connect_for_lake(settings)  # the first of the process: DuckDB checks the signatures
+assert unsigned_allowed(con) is False
+lake.load_extensions(con, settings)
+con.close()
+assert lake.signatures_checked(settings)
+
+con = lake.connect_for_lake(settings)  # the same files: not hashed again
+assert unsigned_allowed(con) is True
+lake.load_extensions(con, settings)
+restrict_to(con, tmp)  # as every reader is: no other file can be loaded through it
+try:
+    con.execute(f"LOAD '{{other}}'")
+    raise AssertionError("an extension was loaded with external access off")
+except duckdb.Error as exc:
+    assert "Loading external extensions is disabled" in str(exc), exc
+con.close()
+
+# A tampered file, written beside and moved over the one checked (the loaded file stays intact)
+data = bytearray(copies["ducklake"].read_bytes())
+data[len(data) // 2] ^= 0xFF
+(tmp / "tampered").write_bytes(bytes(data))
+(tmp / "tampered").replace(copies["ducklake"])
+assert not lake.signatures_checked(settings)  # changed since it was checked
+con = lake.connect_for_lake(settings)
+assert unsigned_allowed(con) is False
+try:
     lake.load_extensions(con, settings)
-    con.close()
-    assert lake.signatures_checked(settings)
-
-    con = lake.connect_for_lake(settings)  # the same files: not hashed again
-    assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchone()[0] is True
-    lake.load_extensions(con, settings)
-    restrict_to(con, tmp_path)  # as every reader is: no other file can be loaded through it
-    with pytest.raises(duckdb.Error, match="Loading external extensions is disabled"):
-        con.execute(f"LOAD '{other}'")
-    con.close()
-
-    tampered = copies["ducklake"]
-    data = bytearray(tampered.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    tampered.write_bytes(bytes(data))
-    assert not lake.signatures_checked(settings)  # changed since it was checked
-    con = lake.connect_for_lake(settings)
-    with pytest.raises(duckdb.Error, match="(?i)signature"):
-        lake.load_extensions(con, settings)
-    con.close()
-    assert not lake.signatures_checked(settings)
+    raise AssertionError("a tampered extension was loaded")
+except duckdb.Error as exc:
+    assert "signature" in str(exc).lower(), exc
+assert not lake.signatures_checked(settings)
+print("CHECKED")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "CHECKED" in done.stdout, done.stderr[-3000:]
