@@ -22,6 +22,7 @@ import datetime as dt
 import importlib.util
 import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +169,13 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
     con.execute(f"ATTACH '{_text(catalog_uri(settings))}' AS {LAKE} ({', '.join(options)})")
 
 
+# SQLite's answers while a publication commits or checkpoints the catalog beside a reader that
+# opens it (WAL mode): "locking protocol" (SQLITE_PROTOCOL) was seen once in CI with a query every
+# tenth of a second during two publications. A reader opening the lake then tries again.
+TRANSIENT_CATALOG_ERRORS = ("locking protocol", "database is locked")
+ATTACH_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
+
+
 def reader(settings: Settings, version: int | None = None, as_of: str | dt.datetime | None = None,
            spill_dir: Path | None = None, writable: tuple[Path, ...] = ()):
     """A connection that sees the published lake read-only (the current version, or `version`,
@@ -177,16 +185,26 @@ def reader(settings: Settings, version: int | None = None, as_of: str | dt.datet
     commit to it."""
     if not exists(settings):
         raise LakeError(f"nothing published yet ({describe(settings)} does not exist; run `midoffice run` first)")
-    con = connect_for_lake(settings)
-    try:
-        if spill_dir is not None:
-            con.execute(f"SET temp_directory = '{_text(str(spill_dir))}'")
+    for attempt in range(1, ATTACH_ATTEMPTS + 1):
+        con = connect_for_lake(settings)
         try:
-            attach(con, settings, read_only=True, version=version, as_of=as_of)
-        except duckdb.Error as exc:
-            raise LakeError(f"cannot open {describe(settings)}"
-                            f"{f' at version {version}' if version is not None else ''}"
-                            f"{f' as of {as_of}' if as_of is not None else ''}: {str(exc).splitlines()[0]}")
+            if spill_dir is not None:
+                con.execute(f"SET temp_directory = '{_text(str(spill_dir))}'")
+            try:
+                attach(con, settings, read_only=True, version=version, as_of=as_of)
+                break
+            except duckdb.Error as exc:
+                if attempt < ATTACH_ATTEMPTS and any(t in str(exc) for t in TRANSIENT_CATALOG_ERRORS):
+                    con.close()
+                    time.sleep(0.05 * 2 ** attempt)
+                    continue
+                raise LakeError(f"cannot open {describe(settings)}"
+                                f"{f' at version {version}' if version is not None else ''}"
+                                f"{f' as of {as_of}' if as_of is not None else ''}: {str(exc).splitlines()[0]}")
+        except BaseException:
+            con.close()
+            raise
+    try:
         con.execute(f"USE {LAKE}")
         roots = [settings.lake_data_path, *writable] + ([spill_dir] if spill_dir is not None else [])
         restrict_to(con, *roots)

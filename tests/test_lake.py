@@ -422,3 +422,38 @@ print("CHECKED")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0 and "CHECKED" in done.stdout, done.stderr[-3000:]
+
+
+def test_a_reader_tries_again_when_sqlite_answers_locking_protocol_while_the_catalog_commits(home, monkeypatch):
+    """CI saw a query fail to open the lake with SQLite's "locking protocol" while another process
+    published (a query every tenth of a second). The answer is transient: the reader tries again
+    on a new connection; any other failure to open is said at once."""
+    import duckdb
+
+    from midoffice import lake
+
+    real_attach, calls = lake.attach, []
+
+    def attach(con, *args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise duckdb.IOException('Failed to probe DuckLake metadata: Failed to prepare query "SELECT type FROM '
+                                     'sqlite_master": locking protocol')
+        return real_attach(con, *args, **kwargs)
+
+    monkeypatch.setattr(lake, "attach", attach)
+    con = lake.reader(home)
+    assert con.execute("SELECT count(*) FROM publications").fetchone()[0] >= 1
+    con.close()
+    assert len(calls) == 3
+
+    calls.clear()
+
+    def broken(con, *args, **kwargs):
+        calls.append(1)
+        raise duckdb.IOException("Catalog Error: not a DuckLake catalog")
+
+    monkeypatch.setattr(lake, "attach", broken)
+    with pytest.raises(lake.LakeError, match="not a DuckLake catalog"):
+        lake.reader(home)
+    assert len(calls) == 1
