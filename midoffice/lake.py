@@ -169,11 +169,34 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
     con.execute(f"ATTACH '{_text(catalog_uri(settings))}' AS {LAKE} ({', '.join(options)})")
 
 
-# SQLite's answers while a publication commits or checkpoints the catalog beside a reader that
-# opens it (WAL mode): "locking protocol" (SQLITE_PROTOCOL) was seen once in CI with a query every
-# tenth of a second during two publications. A reader opening the lake then tries again.
+# SQLite's answers while a publication commits or checkpoints the catalog beside a reader (WAL
+# mode): "locking protocol" (SQLITE_PROTOCOL) was seen in CI with a query every tenth of a second
+# during two publications, once when the reader attached the catalog, once at the first statement
+# after it (DuckLake reads the latest snapshot from the catalog as each transaction starts).
+# SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again.
 TRANSIENT_CATALOG_ERRORS = ("locking protocol", "database is locked")
-ATTACH_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
+CATALOG_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
+
+
+def transient_catalog_error(exc: BaseException) -> bool:
+    """Is this SQLite's passing answer while the catalog commits (worth trying again)?"""
+    return isinstance(exc, duckdb.Error) and any(t in str(exc) for t in TRANSIENT_CATALOG_ERRORS)
+
+
+def tried_again_on_transient_catalog_errors(step, on_retry=None):
+    """step() up to CATALOG_ATTEMPTS times while it fails with transient_catalog_error, waiting
+    0.1-0.8 s between tries (on_retry() first: e.g. close what the failed try opened); its result,
+    or the last failure. Only for steps that write nothing (a read-only reader, a read-only query)."""
+    for attempt in range(1, CATALOG_ATTEMPTS + 1):
+        try:
+            return step()
+        except duckdb.Error as exc:
+            if attempt == CATALOG_ATTEMPTS or not transient_catalog_error(exc):
+                raise
+            if on_retry is not None:
+                on_retry()
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
 
 
 def reader(settings: Settings, version: int | None = None, as_of: str | dt.datetime | None = None,
@@ -182,30 +205,33 @@ def reader(settings: Settings, version: int | None = None, as_of: str | dt.datet
     or the version in force at `as_of`) as its default database, and no file but the lake's
     data files (and `writable`): external access off and the configuration locked after the lake
     is attached. Read-only is DuckLake's: the catalog is attached READ_ONLY, so no statement can
-    commit to it."""
+    commit to it. Opened again on a new connection when the catalog answers a transient error."""
     if not exists(settings):
         raise LakeError(f"nothing published yet ({describe(settings)} does not exist; run `midoffice run` first)")
-    for attempt in range(1, ATTACH_ATTEMPTS + 1):
+    opened: list = []
+
+    def open_lake():
         con = connect_for_lake(settings)
-        try:
-            if spill_dir is not None:
-                con.execute(f"SET temp_directory = '{_text(str(spill_dir))}'")
-            try:
-                attach(con, settings, read_only=True, version=version, as_of=as_of)
-                break
-            except duckdb.Error as exc:
-                if attempt < ATTACH_ATTEMPTS and any(t in str(exc) for t in TRANSIENT_CATALOG_ERRORS):
-                    con.close()
-                    time.sleep(0.05 * 2 ** attempt)
-                    continue
-                raise LakeError(f"cannot open {describe(settings)}"
-                                f"{f' at version {version}' if version is not None else ''}"
-                                f"{f' as of {as_of}' if as_of is not None else ''}: {str(exc).splitlines()[0]}")
-        except BaseException:
-            con.close()
-            raise
+        opened.append(con)
+        if spill_dir is not None:
+            con.execute(f"SET temp_directory = '{_text(str(spill_dir))}'")
+        attach(con, settings, read_only=True, version=version, as_of=as_of)
+        con.execute(f"USE {LAKE}")  # its first transaction on the lake: reads the latest snapshot
+        return con
+
     try:
-        con.execute(f"USE {LAKE}")
+        con = tried_again_on_transient_catalog_errors(open_lake, on_retry=lambda: opened.pop().close())
+    except duckdb.Error as exc:
+        for con in opened:
+            con.close()
+        raise LakeError(f"cannot open {describe(settings)}"
+                        f"{f' at version {version}' if version is not None else ''}"
+                        f"{f' as of {as_of}' if as_of is not None else ''}: {str(exc).splitlines()[0]}")
+    except BaseException:
+        for con in opened:
+            con.close()
+        raise
+    try:
         roots = [settings.lake_data_path, *writable] + ([spill_dir] if spill_dir is not None else [])
         restrict_to(con, *roots)
     except BaseException:

@@ -343,7 +343,8 @@ def run_query(sql: str, home: str | None, fmt: str = "table", out: TextIO | None
 
 def _execute_and_write(con, sql: str, fmt: str, out: TextIO, max_rows: int | None) -> int:
     try:
-        cur = con.execute(sql)
+        # read-only: tried again when the catalog answers a transient error (a publication committing)
+        cur = lake.tried_again_on_transient_catalog_errors(lambda: con.execute(sql))
         headers = [d[0] for d in cur.description] if cur.description else []
     except duckdb.InterruptException:
         raise

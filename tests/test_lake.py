@@ -457,3 +457,55 @@ def test_a_reader_tries_again_when_sqlite_answers_locking_protocol_while_the_cat
     with pytest.raises(lake.LakeError, match="not a DuckLake catalog"):
         lake.reader(home)
     assert len(calls) == 1
+
+
+def test_a_query_tries_its_statement_again_when_sqlite_answers_locking_protocol(home, monkeypatch):
+    """CI saw `midoffice query` fail at its statement, after the lake was open: DuckLake reads the
+    latest snapshot from the catalog as each transaction starts, and SQLite answered "locking
+    protocol" while a publication committed. The read-only statement is run again; an error of
+    the SQL itself is said at once, and a catalog that keeps answering so fails after five tries."""
+    import io
+
+    import duckdb
+
+    from midoffice import lake, query
+
+    class Connection:  # the real reader; its execute of the analyst's statement answers as SQLite did
+        def __init__(self, con, failures):
+            self.con, self.failures, self.tries = con, failures, 0
+
+        def execute(self, sql, *args):
+            if sql == STATEMENT:
+                self.tries += 1
+                if self.tries <= self.failures:
+                    raise duckdb.IOException('Failed to query most recent snapshot for DuckLake: Failed to prepare '
+                                             'query "SELECT type FROM sqlite_master": locking protocol')
+            return self.con.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+    STATEMENT = "SELECT count(*) AS n FROM publications"
+    opened = []
+    real_open = query.open_published
+
+    def open_published(*args, failures=2, **kwargs):
+        opened.append(Connection(real_open(*args, **kwargs), failures))
+        return opened[-1]
+
+    monkeypatch.setattr(lake, "CATALOG_ATTEMPTS", 5)
+    monkeypatch.setattr(query, "open_published", open_published)
+    out = io.StringIO()
+    assert query.run_query(STATEMENT, str(home.home), fmt="csv", out=out) == 0
+    assert opened[-1].tries == 3 and int(out.getvalue().splitlines()[1]) >= 1
+
+    monkeypatch.setattr(query, "open_published", lambda *a, **k: open_published(*a, failures=99, **k))
+    assert query.run_query(STATEMENT, str(home.home), fmt="csv", out=io.StringIO()) == 2
+    assert opened[-1].tries == 5
+
+    calls = []
+    assert lake.tried_again_on_transient_catalog_errors(lambda: calls.append(1) or "done") == "done"
+    with pytest.raises(duckdb.CatalogException):
+        lake.tried_again_on_transient_catalog_errors(
+            lambda: calls.append(1) or (_ for _ in ()).throw(duckdb.CatalogException("no table x")))
+    assert len(calls) == 2  # a real error of the SQL is not tried again
