@@ -20,7 +20,7 @@ from conftest import run_pipeline
 from oracles.alerts import expected_alert_keys
 from oracles.kpi import Files
 from oracles.recon import recon_history
-from test_recon import query
+from test_recon import query, reading
 
 pytestmark = pytest.mark.slow
 
@@ -112,10 +112,15 @@ SEVERITY = {"LIMIT_BREACH": "CRITICAL", "FEED_GATE_FAILED": "CRITICAL", "WORKLIS
 
 
 def test_the_alerts_raised_match_the_files(sample):
+    with reading(sample["db"]) as con:  # one connection: opening the lake costs more than a query
+        check_alerts_against_the_files(sample, con)
+
+
+def check_alerts_against_the_files(sample, con) -> None:
     kinds = set()
-    worklist = {d: query(sample["db"], "SELECT * FROM bo_worklist WHERE as_of_date = ?", [d]) for d in sample["dates"]}
+    worklist = {d: query(con, "SELECT * FROM bo_worklist WHERE as_of_date = ?", [d]) for d in sample["dates"]}
     for d in sample["dates"]:
-        got = {r["alert_key"]: r for r in query(sample["db"], "SELECT * FROM alerts WHERE business_date = ?", [d])}
+        got = {r["alert_key"]: r for r in query(con, "SELECT * FROM alerts WHERE business_date = ?", [d])}
         expected, undecided = expected_alert_keys(sample, d, worklist)
         assert set(got) - undecided == expected, (d, sorted(set(got) ^ expected)[:10])
         kinds |= {r["alert_type"] for r in got.values()}
@@ -127,13 +132,13 @@ def test_the_alerts_raised_match_the_files(sample):
         # a missed target says whether it is new: new unless it was missed on the date before
         i = sample["dates"].index(d)
         for r in (r for r in got.values() if r["alert_type"] == "TARGET_MISSED"):
-            before = query(sample["db"], "SELECT met FROM kpi_targets WHERE target_id = ? AND business_date = ?",
+            before = query(con, "SELECT met FROM kpi_targets WHERE target_id = ? AND business_date = ?",
                            [r["subject_id"], sample["dates"][i - 1]]) if i else []
             assert r["is_new"] == (not before or before[0]["met"] is not False), (d, r["alert_key"])
             assert ("new today" in r["message"]) == r["is_new"]
     assert {"LIMIT_BREACH", "WORKLIST_SUMMARY", "TARGET_MISSED"} <= kinds  # the clean sample fails no gate
     # no alert lists the breaks one by one: far fewer alert rows than open items
-    assert all(len(query(sample["db"], "SELECT 1 FROM alerts WHERE business_date = ?", [d])) < max(10, len(worklist[d]))
+    assert all(len(query(con, "SELECT 1 FROM alerts WHERE business_date = ?", [d])) < max(10, len(worklist[d]))
                for d in sample["dates"])
 
 

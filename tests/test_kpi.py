@@ -14,7 +14,7 @@ import pytest
 
 from oracles.kpi import Files, expected_kpis, expected_targets, near
 from oracles.recon import recon_history
-from test_recon import close, query
+from test_recon import close, query, reading
 
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def sample(sample_run):
     files = Files(sample_run["landing"])
-    return {"files": files, "db": sample_run["home"] / "warehouse" / "marts.duckdb", "dates": sample_run["dates"],
-            "recon": recon_history(sample_run["landing"], sample_run["dates"]), "kpis": {}}
+    # one connection to the published lake for the module (the sample run is read-only here):
+    # opening the lake costs more than the queries
+    with reading(sample_run["home"] / "warehouse" / "marts.duckdb") as con:
+        yield {"files": files, "db": con, "dates": sample_run["dates"],
+               "recon": recon_history(sample_run["landing"], sample_run["dates"]), "kpis": {}}
 
 
 # --- the tests -----------------------------------------------------------------------------------
