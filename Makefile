@@ -18,8 +18,9 @@ SAMPLE_TESTS := sample_run
 # cores stay busy to the end (a single "others" process used to run alone for minutes). Measured
 # layouts, make test on this machine: 3 processes 1,214 s; 4 1,068 s; 6 processes, or lower
 # priorities for all but the sample run, over 1,200 s (more processes than cores thrash).
+# test_cost_income runs with test_clients: both read the month-end run, made once a process.
 HEAVY_TESTS := tests/test_recon.py tests/test_worklist.py tests/test_crash.py tests/test_full_disk.py tests/test_clients.py \
-	tests/test_product_control.py
+	tests/test_cost_income.py tests/test_product_control.py
 # The scheduler tests mostly wait on Airflow and end after ~5 minutes: their process then runs
 # these modules (each builds dates of its own), so that all four processes end together.
 AFTER_SCHEDULER := tests/test_delivery_faults.py tests/test_run_console.py tests/test_run_lock.py tests/test_lake.py
