@@ -27,7 +27,7 @@ import json
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import date
 from pathlib import Path
 
@@ -194,10 +194,29 @@ def rows(con, sql: str, params: list | None = None) -> list[dict]:
 
 
 def case(home: Path, *args: str, by: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MIDOFFICE_HOME=str(home))
-    env.pop("MIDOFFICE_USER", None)
-    return subprocess.run(MIDOFFICE + ["case", *args] + (["--by", by] if by else []), capture_output=True,
-                          text=True, env=env, cwd=REPO)
+    """`midoffice case ARGS [--by BY]` on the home, run in this process (the command's own code,
+    main(), without a new interpreter's second of imports a call); test_case_help_and_usage_errors
+    runs it as a process."""
+    from midoffice.cli import main
+
+    argv = ["case", *args] + (["--by", by] if by else [])
+    saved = {name: os.environ.get(name) for name in ("MIDOFFICE_HOME", "MIDOFFICE_USER")}
+    os.environ["MIDOFFICE_HOME"] = str(home)
+    os.environ.pop("MIDOFFICE_USER", None)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(["midoffice", *argv], code, out.getvalue(), err.getvalue())
 
 
 WORKLIST_TABLES = ("bo_worklist", "worklist_changes")
