@@ -173,7 +173,10 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
 # mode): "locking protocol" (SQLITE_PROTOCOL) was seen in CI with a query every tenth of a second
 # during two publications, once when the reader attached the catalog, once at the first statement
 # after it (DuckLake reads the latest snapshot from the catalog as each transaction starts).
-# SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again.
+# SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again. A publication's
+# COMMIT got the same answer once, in a test whose reader polled the lake without pause: the
+# publish task fails (its retry publishes again); trying again in the same process is not done
+# (it made DuckDB wait forever for the failed try's database to close: docs/DESIGN.md).
 TRANSIENT_CATALOG_ERRORS = ("locking protocol", "database is locked")
 CATALOG_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
 
