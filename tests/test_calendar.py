@@ -104,6 +104,48 @@ def warehouse_calendar():
     con.close()
 
 
+def test_the_build_remakes_its_calendar_days_only_when_their_inputs_change():
+    """Most dates have the calendars and currencies of the date before: the build then keeps
+    core.calendar_days as it is (a tenth of a second a build). A new calendars delivery or a new
+    currency remakes it, and what it holds is then what the new inputs give."""
+    from midoffice.warehouse import create_schema, refresh_calendar_days
+
+    con = duckdb.connect()
+    create_schema(con)
+
+    def deliver(on: date, calendar_id: str, holidays: list[date]) -> None:
+        con.executemany("INSERT INTO core.calendars (business_date, calendar_id, holiday_date, name) VALUES (?, ?, ?, ?)",
+                        [(on, calendar_id, h, "holiday") for h in holidays])
+
+    def business(calendar_id: str, day: date) -> bool:
+        return con.execute("SELECT core.is_business_day(?, ?)", [calendar_id, day]).fetchone()[0]
+
+    deliver(date(2026, 1, 2), "FIRM", [date(2026, 1, 19)])
+    con.execute("SET VARIABLE as_of_date = DATE '2026-01-05'")
+    assert refresh_calendar_days(con) is True
+    assert not business("FIRM", date(2026, 1, 19))
+    con.execute("SET VARIABLE as_of_date = DATE '2026-01-06'")  # the next date, nothing new
+    assert refresh_calendar_days(con) is False
+
+    # a currency with rates from now on: counted with FIRM's days
+    con.execute("INSERT INTO core.fx_rates (business_date, rate_date, currency, usd_per_unit) "
+                "VALUES ('2026-01-07', '2026-01-07', 'NOK', 0.09)")
+    con.execute("SET VARIABLE as_of_date = DATE '2026-01-07'")
+    assert refresh_calendar_days(con) is True
+    assert business("NOK", date(2026, 1, 16)) and not business("NOK", date(2026, 1, 19))
+
+    # a new delivery moves the holiday: the 19th is a business day again, the 20th is not
+    deliver(date(2026, 1, 8), "FIRM", [date(2026, 1, 20)])
+    con.execute("SET VARIABLE as_of_date = DATE '2026-01-08'")
+    assert refresh_calendar_days(con) is True
+    assert business("FIRM", date(2026, 1, 19)) and not business("FIRM", date(2026, 1, 20))
+    assert business("NOK", date(2026, 1, 19)) and not business("NOK", date(2026, 1, 20))
+    # an earlier date rebuilt reads the calendars as they were then
+    con.execute("SET VARIABLE as_of_date = DATE '2026-01-07'")
+    assert refresh_calendar_days(con) is True and not business("FIRM", date(2026, 1, 19))
+    con.close()
+
+
 @pytest.mark.parametrize("cal", CALENDARS + ["CHF"])
 def test_the_sql_macros_count_as_the_python_module(warehouse_calendar, cal):
     con, by_calendar = warehouse_calendar

@@ -16,6 +16,38 @@ CREATE TABLE IF NOT EXISTS core.calendar_days (
     bd           INTEGER NOT NULL
 );
 
+-- What core.calendar_days is made of, for the date being built (getvariable('as_of_date')):
+-- each calendar id with the holidays of the latest calendars delivery up to the date (holiday_date
+-- NULL: an id without holidays). FIRM always; every delivered calendar; every currency the firm
+-- has rates for (a currency without a calendar of its own counts FIRM's holidays). A build
+-- remakes core.calendar_days only when these rows (their fingerprint, with the script's) change.
+CREATE OR REPLACE VIEW core.calendar_days_inputs AS
+WITH latest AS (
+    SELECT max(business_date) AS delivered FROM core.calendars WHERE business_date <= getvariable('as_of_date')
+),
+
+delivered AS (
+    SELECT DISTINCT c.calendar_id, c.holiday_date
+    FROM core.calendars c, latest l
+    WHERE c.business_date = l.delivered
+),
+
+calendar_ids AS (
+    SELECT calendar_id FROM delivered
+    UNION
+    SELECT 'FIRM'
+    UNION
+    SELECT currency FROM core.fx_rates WHERE business_date <= getvariable('as_of_date')
+)
+
+SELECT i.calendar_id, d.holiday_date
+FROM calendar_ids i
+LEFT JOIN delivered d
+  ON d.calendar_id = CASE WHEN i.calendar_id IN (SELECT calendar_id FROM delivered) THEN i.calendar_id ELSE 'FIRM' END;
+
+-- the fingerprint of the inputs core.calendar_days was last made from (one row)
+CREATE TABLE IF NOT EXISTS core.calendar_days_source (fingerprint VARCHAR NOT NULL);
+
 -- the business-day ordinal of a day (see above)
 CREATE OR REPLACE MACRO core.bd_number(cal_id, on_day) AS
     (SELECT c.bd FROM core.calendar_days c WHERE c.calendar_id = cal_id AND c.day = on_day);

@@ -1,35 +1,21 @@
 -- core.calendar_days for the business date being built (getvariable('as_of_date')): the
 -- holidays of the latest calendars delivery up to the date, every day from 1970-01-05 to
 -- 2099-12-31, FIRM always present (weekdays only until a calendars feed is delivered).
--- Cheap: ~47,000 days a calendar, a tenth of a second in all.
+-- ~47,000 days a calendar, a tenth of a second in all: midoffice.warehouse.refresh_calendar_days
+-- runs it only when core.calendar_days_inputs changed.
 DELETE FROM core.calendar_days;
 
 INSERT INTO core.calendar_days
-WITH latest AS (
-    SELECT max(business_date) AS delivered FROM core.calendars WHERE business_date <= getvariable('as_of_date')
-),
-
-delivered AS (
-    SELECT DISTINCT c.calendar_id, c.holiday_date
-    FROM core.calendars c, latest l
-    WHERE c.business_date = l.delivered
+WITH inputs AS (
+    SELECT calendar_id, holiday_date FROM core.calendar_days_inputs
 ),
 
 calendar_ids AS (
-    -- FIRM, every delivered calendar, and every currency the firm has rates for (a currency
-    -- without a calendar of its own counts FIRM's business days)
-    SELECT calendar_id FROM delivered
-    UNION
-    SELECT 'FIRM'
-    UNION
-    SELECT currency FROM core.fx_rates WHERE business_date <= getvariable('as_of_date')
+    SELECT DISTINCT calendar_id FROM inputs
 ),
 
 holidays AS (
-    SELECT i.calendar_id, d.holiday_date
-    FROM calendar_ids i
-    JOIN delivered d
-      ON d.calendar_id = CASE WHEN i.calendar_id IN (SELECT calendar_id FROM delivered) THEN i.calendar_id ELSE 'FIRM' END
+    SELECT calendar_id, holiday_date FROM inputs WHERE holiday_date IS NOT NULL
 ),
 
 days AS (
