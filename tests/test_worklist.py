@@ -30,6 +30,7 @@ import sys
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import date
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -200,22 +201,13 @@ def case(home: Path, *args: str, by: str | None = None) -> subprocess.CompletedP
     from midoffice.cli import main
 
     argv = ["case", *args] + (["--by", by] if by else [])
-    saved = {name: os.environ.get(name) for name in ("MIDOFFICE_HOME", "MIDOFFICE_USER")}
-    os.environ["MIDOFFICE_HOME"] = str(home)
-    os.environ.pop("MIDOFFICE_USER", None)
     out, err = io.StringIO(), io.StringIO()
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                code = main(argv)
-            except SystemExit as exit_:  # argparse's usage errors
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with patch.dict(os.environ, {"MIDOFFICE_HOME": str(home)}), redirect_stdout(out), redirect_stderr(err):
+        os.environ.pop("MIDOFFICE_USER", None)  # put back with the rest when the block ends
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
     return subprocess.CompletedProcess(["midoffice", *argv], code, out.getvalue(), err.getvalue())
 
 
