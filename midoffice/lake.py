@@ -21,7 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-import sqlite3
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +127,36 @@ def exists(settings: Settings) -> bool:
     return is_postgres(settings) or settings.lake_catalog_file.is_file()
 
 
-def _prepare_sqlite_catalog(settings: Settings) -> None:
+# Sets WAL on a new catalog file. It runs in a child process: Python's sqlite3 is a second SQLite
+# library beside DuckDB's, and the two do not know each other's locks (below).
+_SET_WAL = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=30); c.execute('PRAGMA journal_mode = WAL'); c.close()"
+
+
+def _prepare_sqlite_catalog(con, settings: Settings) -> None:
     """WAL on the catalog file (kept in the file): readers never block the publication's commit,
-    which with SQLite's default journal waits for every reader's transaction to end."""
+    which with SQLite's default journal waits for every reader's transaction to end.
+
+    Never with Python's sqlite3 in this process. Closing a file drops every POSIX lock the process
+    holds on it, and only one SQLite library's own bookkeeping knows to wait: Python's sqlite3
+    closing the catalog took DuckDB's locks with it, and another process then treated the
+    publication's shared memory as free (truncated it: SIGBUS in COMMIT; "locking protocol"; a
+    commit that read back the version before). SQLite's "How To Corrupt", 2.2. The mode is read
+    through DuckDB's own SQLite; a catalog not yet in WAL is switched by a child process."""
     settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(str(settings.lake_catalog_file), timeout=30) as con:
-        if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            con.execute("PRAGMA journal_mode = WAL")
+    path = settings.lake_catalog_file
+    if path.is_file() and path.stat().st_size:
+        con.execute(f"ATTACH '{_text(str(path))}' AS __midoffice_catalog_mode (TYPE sqlite, READ_ONLY)")
+        try:
+            mode = con.execute("SELECT * FROM sqlite_query('__midoffice_catalog_mode', 'PRAGMA journal_mode')").fetchone()[0]
+        finally:
+            con.execute("DETACH __midoffice_catalog_mode")
+        if mode == "wal":
+            return
+    done = subprocess.run([sys.executable, "-c", _SET_WAL, str(path)], timeout=120,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode:
+        cause = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise LakeError(f"cannot put the catalog {path} in WAL mode: {cause}")
 
 
 def _data_options(settings: Settings, read_only: bool) -> list[str]:
@@ -155,7 +179,7 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
         options.insert(0, "READ_ONLY")
     else:
         if not is_postgres(settings):
-            _prepare_sqlite_catalog(settings)
+            _prepare_sqlite_catalog(con, settings)
         settings.lake_data_path.mkdir(parents=True, exist_ok=True)
         # every row in Parquet files (not inlined in the catalog): readers and extracts read files
         options.append("DATA_INLINING_ROW_LIMIT 0")
@@ -173,10 +197,11 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
 # mode): "locking protocol" (SQLITE_PROTOCOL) was seen in CI with a query every tenth of a second
 # during two publications, once when the reader attached the catalog, once at the first statement
 # after it (DuckLake reads the latest snapshot from the catalog as each transaction starts).
-# SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again. A publication's
-# COMMIT got the same answer once, in a test whose reader polled the lake without pause: the
-# publish task fails (its retry publishes again); trying again in the same process is not done
-# (it made DuckDB wait forever for the failed try's database to close: docs/DESIGN.md).
+# SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again. Those answers, and
+# one at a publication's COMMIT, most likely came from the publishing process losing its locks to
+# Python's sqlite3 (_prepare_sqlite_catalog says how; fixed): kept for what SQLite may still say. A
+# publication is not tried again in the same process (after a failed commit DuckDB waited forever
+# for the failed try's database to close: docs/DESIGN.md); its task's retry publishes again.
 TRANSIENT_CATALOG_ERRORS = ("locking protocol", "database is locked")
 CATALOG_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
 

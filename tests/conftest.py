@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -121,16 +123,26 @@ def published(where: Path):
     return reader_for_home(home)
 
 
+SQLITE_BACKUP = """
+import sqlite3, sys
+source, target = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+source.backup(target)
+target.close()
+source.close()
+"""
+
+
 def copy_published(src_home: Path, dst_home: Path) -> Path:
     """A copy of a home's published lake in another home (the catalog through SQLite's backup,
     consistent even with a reader open; the data files as they are): tests that change the
-    published warehouse work on their own copy, the shared sample run is read by others."""
-    import sqlite3
+    published warehouse work on their own copy, the shared sample run is read by others.
 
+    The backup runs in a child process: Python's sqlite3 closing the catalog in this process
+    would drop the locks this process's DuckDB holds on it (midoffice.lake, WAL)."""
     src, dst = Path(src_home) / "warehouse", Path(dst_home) / "warehouse"
     dst.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(str(src / "lake.sqlite")) as source, sqlite3.connect(str(dst / "lake.sqlite")) as target:
-        source.backup(target)
+    subprocess.run([sys.executable, "-c", SQLITE_BACKUP, str(src / "lake.sqlite"), str(dst / "lake.sqlite")],
+                   check=True, timeout=120)
     shutil.copytree(src / "lake_data", dst / "lake_data")
     return Path(dst_home)
 

@@ -187,12 +187,13 @@ print(con.execute("SELECT max(version), count(*) FROM publications").fetchone(),
 def lake_fingerprint(settings) -> dict[str, str]:
     """Every data file's bytes and the catalog's content (its rows: SQLite may checkpoint its WAL
     into the file when a reader closes, which moves bytes, not content)."""
-    import sqlite3
-
     files = sorted(p for p in settings.lake_data_path.rglob("*") if p.is_file())
     found = {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
-    with sqlite3.connect(f"file:{settings.lake_catalog_file}?mode=ro", uri=True) as con:
-        found["catalog"] = hashlib.sha256("\n".join(con.iterdump()).encode()).hexdigest()
+    # in a child: Python's sqlite3 closing the catalog here would drop this process's DuckDB locks
+    dump = ("import sqlite3, sys; c = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
+            "sys.stdout.write(chr(10).join(c.iterdump())); c.close()")
+    found["catalog"] = hashlib.sha256(subprocess.run([sys.executable, "-c", dump, str(settings.lake_catalog_file)],
+                                                     check=True, capture_output=True).stdout).hexdigest()
     return found
 
 
@@ -509,3 +510,70 @@ def test_a_query_tries_its_statement_again_when_sqlite_answers_locking_protocol(
         lake.tried_again_on_transient_catalog_errors(
             lambda: calls.append(1) or (_ for _ in ()).throw(duckdb.CatalogException("no table x")))
     assert len(calls) == 2  # a real error of the SQL is not tried again
+
+
+def _locks_on(paths: list[Path]) -> list[str]:
+    """This process's POSIX locks on these files, as the kernel lists them (/proc/locks)."""
+    import os
+
+    inodes = {f"{os.major(s.st_dev):02x}:{os.minor(s.st_dev):02x}:{s.st_ino}": p.name
+              for p in paths if p.exists() for s in [p.stat()]}
+    pid = str(os.getpid())
+    return sorted(f"{inodes[f[5]]} {f[3]} {f[6]}-{f[7]}" for f in (line.split() for line in
+                  Path("/proc/locks").read_text().splitlines()) if f[4] == pid and f[5] in inodes)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="reads the kernel's table of locks (Linux)")
+def test_opening_the_lake_again_keeps_the_locks_the_process_holds_on_its_catalog(home):
+    """CI's publication died of SIGBUS in COMMIT: the process had let go of its locks on the
+    catalog without knowing it. Python's sqlite3 had opened the catalog beside DuckDB's SQLite to
+    check its journal mode, and closing a file drops every lock the process holds on it; another
+    process then took the catalog's shared memory for free and truncated it. Here a publication
+    holds the catalog open while the same process opens the lake again, read-write and read-only,
+    and collects its garbage (where an unclosed sqlite3 connection closed): its locks stay."""
+    import gc
+
+    from midoffice import lake
+
+    catalog = home.lake_catalog_file
+    files = [catalog, catalog.with_name(catalog.name + "-shm")]
+    writer = lake.connect_for_lake(home)
+    try:
+        lake.attach(writer, home)
+        writer.execute("BEGIN TRANSACTION")
+        writer.execute(f"SELECT count(*) FROM {lake.LAKE}.publications").fetchone()
+        held = _locks_on(files)
+        assert any(h.startswith(catalog.name + "-shm") for h in held), held  # the test sees SQLite's locks
+
+        again = lake.connect_for_lake(home)
+        lake.attach(again, home)
+        again.close()
+        lake.reader(home).close()
+        assert lake.published_dates(home)
+        gc.collect()
+        assert _locks_on(files) == held
+
+        writer.execute(f"INSERT INTO {lake.LAKE}.publications SELECT * FROM {lake.LAKE}.publications LIMIT 0")
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+
+
+def test_a_new_catalog_is_created_in_wal_mode(tmp_path):
+    """Readers never wait for the publication's commit: the catalog's journal is SQLite's WAL,
+    set when the catalog is created, and a catalog copied in rollback mode is put in WAL."""
+    import sqlite3
+    from contextlib import closing
+
+    from midoffice import lake
+    from midoffice.config import Settings
+
+    settings = Settings(landing=tmp_path, home=tmp_path)
+    for step in ("new", "rollback copy"):
+        con = lake.connect_for_lake(settings)
+        lake.attach(con, settings)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {lake.LAKE}.t AS SELECT 1 AS x")
+        con.close()
+        with closing(sqlite3.connect(settings.lake_catalog_file)) as check:  # no DuckDB here any more
+            assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal", step
+            check.execute("PRAGMA journal_mode = DELETE")  # as a copy made in rollback mode would be
