@@ -20,6 +20,23 @@ _ALWAYS = {"autoinstall_known_extensions": False, "autoload_known_extensions": F
 MIN_DUCKDB_MEMORY = 512 * 10**6
 
 
+# Database files this process must not open again, with why. DuckLake 1.5.5 keeps a database's
+# instance alive after its COMMIT fails; DuckDB then waits, forever and at 100 % of a core, for
+# that instance to close before it opens the same file again (DBInstanceCache). A new process
+# opens it at once: the process says so instead of hanging (docs/DESIGN.md).
+_HELD_BY_FAILED_COMMIT: dict[Path, str] = {}
+
+
+class DatabaseHeldError(RuntimeError):
+    """A database file this process cannot open again (held by a failed lake commit)."""
+
+
+def mark_held_by_failed_commit(database: str | Path, why: str) -> None:
+    """After a failed lake commit on a connection to `database`: later opens in this process fail
+    at once, saying why, instead of waiting forever."""
+    _HELD_BY_FAILED_COMMIT[Path(database).resolve()] = why
+
+
 def memory_limit_text(con) -> str:
     """The connection's effective memory_limit as DuckDB prints it (e.g. '2.7 GiB')."""
     return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
@@ -64,6 +81,11 @@ def connect(settings: Settings, database: str | Path = ":memory:", read_only: bo
     hash them again (0.25 s a connection for the lake's two). Nothing else can be loaded through
     it: restrict_to() turns external access off, and with it every LOAD.
     """
+    if str(database) != ":memory:" and Path(database).resolve() in _HELD_BY_FAILED_COMMIT:
+        raise DatabaseHeldError(
+            f"{database} cannot be opened again in this process: {_HELD_BY_FAILED_COMMIT[Path(database).resolve()]}, "
+            "and DuckDB keeps a database whose lake commit failed open until the process ends. "
+            "A new process opens it: run the command again (a scheduler's retry is a new process).")
     settings.tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(database), read_only=read_only, config={
         **({"allow_unsigned_extensions": True} if extensions_checked else {}),

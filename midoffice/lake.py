@@ -200,8 +200,8 @@ def attach(con, settings: Settings, read_only: bool = False, version: int | None
 # SQLite's busy timeout does not cover SQLITE_PROTOCOL: a reader tries again. Those answers, and
 # one at a publication's COMMIT, most likely came from the publishing process losing its locks to
 # Python's sqlite3 (_prepare_sqlite_catalog says how; fixed): kept for what SQLite may still say. A
-# publication is not tried again in the same process (after a failed commit DuckDB waited forever
-# for the failed try's database to close: docs/DESIGN.md); its task's retry publishes again.
+# publication is not tried again in the same process: after a failed commit DuckDB cannot open the
+# build again there (midoffice.duck.mark_held_by_failed_commit); a new process publishes.
 TRANSIENT_CATALOG_ERRORS = ("locking protocol", "database is locked")
 CATALOG_ATTEMPTS = 5  # waits 0.1, 0.2, 0.4, 0.8 s between them
 

@@ -43,7 +43,7 @@ from typing import Callable
 
 import duckdb
 
-from midoffice import control, lake, spans
+from midoffice import control, duck, lake, spans
 from midoffice.config import Settings
 from midoffice.duck import insert_rows, quote_ident as q, restrict_to
 from midoffice.models import Model, published_models
@@ -254,7 +254,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
     con = lake.connect_for_lake(settings, settings.build_db)
     tables: dict[str, int] = {}
     files_before: set[Path] | None = None
-    commit_done = False
+    commit_tried = commit_done = False
     try:
         lake.attach(con, settings)
         # the build, the lake's catalog and data files only; not locked: the run ledger's model sets threads
@@ -310,6 +310,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
                 "reason": reason, "rewritten": sorted(whole), "untrusted": untrusted, "definitions": definitions}
         message = (f"publish {business_date}" + (f"; restates {', '.join(restated)}: {reason}" if restated else ""))
         con.execute(f"CALL {L}.set_commit_message(?, ?, extra_info => ?)", [lake.AUTHOR, message, json.dumps(info)])
+        commit_tried = True
         con.execute("COMMIT")
         commit_done = True
         committed = lake.committed_version(con)
@@ -328,10 +329,20 @@ def publish(settings: Settings, business_date: str, run_id: str,
         except duckdb.Error:
             pass
         con.close()
+        failed: Exception = exc
+        if commit_tried and not commit_done:
+            cause = str(exc).splitlines()[-1]
+            duck.mark_held_by_failed_commit(settings.build_db, f"the lake's commit for {business_date} failed ({cause})")
+            failed = RuntimeError(
+                f"publishing {business_date}: the commit to {lake.describe(settings)} failed: {' '.join(str(exc).split())}"
+                + (" (another process holds the catalog's write lock; the warehouse has one writer)"
+                   if "database is locked" in cause else ""))
         if files_before is not None and not commit_done:
             _remove_uncommitted(settings, files_before)
-        control.record_stage(settings, run_id, business_date, "publish", "FAILED", started_at, message=str(exc))
-        raise
+        control.record_stage(settings, run_id, business_date, "publish", "FAILED", started_at, message=str(failed))
+        if failed is exc:
+            raise
+        raise failed from exc
     con.close()
     summary = {"business_date": business_date, "run_id": run_id, "published": lake.describe(settings),
                "version": version, "dates_replaced": dates, "restated": restated, "reason": reason,

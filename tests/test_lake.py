@@ -577,3 +577,59 @@ def test_a_new_catalog_is_created_in_wal_mode(tmp_path):
         with closing(sqlite3.connect(settings.lake_catalog_file)) as check:  # no DuckDB here any more
             assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal", step
             check.execute("PRAGMA journal_mode = DELETE")  # as a copy made in rollback mode would be
+
+
+PUBLISH_TWICE = r"""
+import sys
+from midoffice.config import settings_from
+from midoffice.publish import publish
+settings = settings_from(sys.argv[1], sys.argv[2])
+for attempt in (1, 2):
+    try:
+        publish(settings, sys.argv[3], "run-held")
+        print(f"{attempt} PUBLISHED", flush=True)
+    except Exception as exc:
+        print(f"{attempt} {type(exc).__name__}: {' '.join(str(exc).split())}", flush=True)
+"""
+
+
+def test_a_commit_refused_by_a_locked_catalog_fails_clearly_and_the_process_does_not_hang_after_it(home):
+    """Another process holds the catalog's write lock when the publication commits: the commit
+    fails, naming the date, the catalog and the lock. DuckLake keeps the failed commit's database
+    open, and DuckDB would wait forever to open build.duckdb again in that process (a
+    `midoffice run` retrying, or building its next date): the process says so at once instead.
+    A new process publishes the date."""
+    from midoffice import lake
+    from midoffice.contracts import ingest_order
+    from midoffice.ingest import ingest_feed
+    from midoffice.stages import publish_date, validate_and_gate
+    from midoffice.warehouse import build_warehouse
+
+    day = DATES[3]
+    for feed in ingest_order():
+        ingest_feed(home, day, feed, "run-held")
+    for feed in ingest_order():
+        validate_and_gate(home, day, feed, "run-held")
+    build_warehouse(home, day, "run-held")
+    before = lake.published_dates(home)
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+         "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); sys.stdin.read()", str(home.lake_catalog_file)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        tried = subprocess.run([sys.executable, "-c", PUBLISH_TWICE, str(home.landing), str(home.home), day],
+                               capture_output=True, text=True, cwd=REPO, timeout=300)
+    finally:
+        holder.communicate("")  # ends its transaction and the process
+    said = tried.stdout.splitlines()
+    assert tried.returncode == 0 and len(said) == 2, tried.stdout + tried.stderr[-3000:]
+    assert said[0].startswith("1 RuntimeError: publishing " + day), said[0]
+    assert str(home.lake_catalog_file) in said[0] and "another process holds the catalog's write lock" in said[0]
+    assert said[1].startswith(f"2 DatabaseHeldError: {home.build_db} cannot be opened again in this process"), said[1]
+    assert "run the command again" in said[1]
+    assert lake.published_dates(home) == before  # nothing half-published
+
+    publish_date(home, day, "run-held")  # this process is a new one for the build file
+    assert lake.published_dates(home)[day] == max(before.values()) + 1
