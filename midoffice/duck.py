@@ -37,6 +37,11 @@ def mark_held_by_failed_commit(database: str | Path, why: str) -> None:
     _HELD_BY_FAILED_COMMIT[Path(database).resolve()] = why
 
 
+def held_by_failed_commit() -> dict[Path, str]:
+    """The database files this process can no longer open, with why (empty: none)."""
+    return dict(_HELD_BY_FAILED_COMMIT)
+
+
 def memory_limit_text(con) -> str:
     """The connection's effective memory_limit as DuckDB prints it (e.g. '2.7 GiB')."""
     return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]

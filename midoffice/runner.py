@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from midoffice import calendar
+from midoffice import calendar, duck
 from midoffice.config import REPO_ROOT, Settings
 from midoffice.contracts import ingest_order
 
@@ -184,6 +184,12 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
             outcomes[-1].log = log_path
             say(progress, f"[{i}/{len(dates)}] {business_date}: {outcomes[-1].summary} "
                           f"in {_duration(time.monotonic() - t0)}")
+            held = duck.held_by_failed_commit()
+            if held and i < len(dates):  # every later date would fail at its build: say so once
+                why = next(iter(held.values()))
+                say(progress, f"stopped after {business_date}: {', '.join(dates[i:])} not run. {why[:1].upper()}{why[1:]}, "
+                              f"and this process cannot open the build again; a new one can: run again from {business_date}.")
+                break
     return outcomes
 
 

@@ -201,7 +201,8 @@ def one_line(s: DateStatus) -> str:
     if s.late:
         parts.append("late: " + ", ".join(s.late))
     if s.failed_stages:
-        parts.append("failed: " + ", ".join(r.stage.removeprefix("task:") for r in s.failed_stages))
+        # a stage's own record and its task's ("publish", "task:publish") name one failure
+        parts.append("failed: " + ", ".join(dict.fromkeys(r.stage.removeprefix("task:") for r in s.failed_stages)))
     return s.outcome + (f" ({'; '.join(parts)})" if parts else "")
 
 
