@@ -129,7 +129,8 @@ def exists(settings: Settings) -> bool:
 
 # Sets WAL on a new catalog file. It runs in a child process: Python's sqlite3 is a second SQLite
 # library beside DuckDB's, and the two do not know each other's locks (below).
-_SET_WAL = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=30); c.execute('PRAGMA journal_mode = WAL'); c.close()"
+_SET_WAL = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=30); "
+            "print(c.execute('PRAGMA journal_mode = WAL').fetchone()[0]); c.close()")
 
 
 def _prepare_sqlite_catalog(con, settings: Settings) -> None:
@@ -152,10 +153,13 @@ def _prepare_sqlite_catalog(con, settings: Settings) -> None:
             con.execute("DETACH __midoffice_catalog_mode")
         if mode == "wal":
             return
-    done = subprocess.run([sys.executable, "-c", _SET_WAL, str(path)], timeout=120,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    if done.returncode:
-        cause = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    try:  # -I: the standard library's sqlite3, whatever the working folder or PYTHONPATH holds
+        done = subprocess.run([sys.executable, "-I", "-c", _SET_WAL, str(path)], timeout=120,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LakeError(f"cannot put the catalog {path} in WAL mode: {exc}") from exc
+    if done.returncode or done.stdout.strip() != "wal":
+        cause = (done.stderr.strip().splitlines() or [f"SQLite answered {done.stdout.strip()!r}"])[-1]
         raise LakeError(f"cannot put the catalog {path} in WAL mode: {cause}")
 
 

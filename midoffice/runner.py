@@ -184,9 +184,8 @@ def run_dates(settings: Settings, dates: list[str], progress=print) -> list[Date
             outcomes[-1].log = log_path
             say(progress, f"[{i}/{len(dates)}] {business_date}: {outcomes[-1].summary} "
                           f"in {_duration(time.monotonic() - t0)}")
-            held = duck.held_by_failed_commit()
-            if held and i < len(dates):  # every later date would fail at its build: say so once
-                why = next(iter(held.values()))
+            why = duck.held_by_failed_commit().get(settings.build_db.resolve())
+            if why and i < len(dates):  # every later date would fail at its build: say so once
                 say(progress, f"stopped after {business_date}: {', '.join(dates[i:])} not run. {why[:1].upper()}{why[1:]}, "
                               f"and this process cannot open the build again; a new one can: run again from {business_date}.")
                 break

@@ -190,6 +190,12 @@ def date_status(settings: Settings, business_date: str) -> DateStatus:
     return judge(business_date, records, [f for f in feeds if f is not None])
 
 
+def failed_stage_names(s: DateStatus) -> list[str]:
+    """The failed stages, each once: a stage's own record and its task's ("publish",
+    "task:publish") are one failure."""
+    return list(dict.fromkeys(r.stage.removeprefix("task:") for r in s.failed_stages))
+
+
 def one_line(s: DateStatus) -> str:
     """What a date came to, for the console: the outcome first, then what a person must know."""
     parts = []
@@ -201,8 +207,7 @@ def one_line(s: DateStatus) -> str:
     if s.late:
         parts.append("late: " + ", ".join(s.late))
     if s.failed_stages:
-        # a stage's own record and its task's ("publish", "task:publish") name one failure
-        parts.append("failed: " + ", ".join(dict.fromkeys(r.stage.removeprefix("task:") for r in s.failed_stages)))
+        parts.append("failed: " + ", ".join(failed_stage_names(s)))
     return s.outcome + (f" ({'; '.join(parts)})" if parts else "")
 
 
@@ -253,7 +258,7 @@ def _names(items: list[str]) -> str:
 def summary_rows(statuses: list[DateStatus]) -> list[tuple]:
     return [(s.business_date, s.outcome, _names(s.gates_failed), s.quarantined, _names(s.late),
              (s.published_at or "")[:19].replace("T", " "),
-             _names([f"{r.stage.removeprefix('task:')}" for r in s.failed_stages])) for s in statuses]
+             _names(failed_stage_names(s))) for s in statuses]
 
 
 def show_status(home: str | None, business_date: str | None = None, out: TextIO | None = None) -> int:

@@ -14,6 +14,7 @@ import math
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -351,11 +352,10 @@ def test_a_postgresql_catalog_gives_the_same_marts(base, tmp_path):
             run_stages(settings, day, f"run-{i}")
         assert not settings.lake_catalog_file.exists()  # the catalog is in PostgreSQL
         assert list((tmp_path / "shared" / "lake").rglob("*.parquet"))
-        on_pg = lake.reader(settings)
-        assert [v.version for v in lake.versions(on_pg)] == [1, 2, 3]
-        embedded = lake.reader(settings_from(base["landing"], base["home"]))
-        assert marts_without_lineage(on_pg) == marts_without_lineage(embedded)
-        on_pg.close()
+        with closing(lake.reader(settings)) as on_pg, \
+                closing(lake.reader(settings_from(base["landing"], base["home"]))) as embedded:
+            assert [v.version for v in lake.versions(on_pg)] == [1, 2, 3]
+            assert marts_without_lineage(on_pg) == marts_without_lineage(embedded)
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
