@@ -325,7 +325,8 @@ def publish(settings: Settings, business_date: str, run_id: str,
         _record_files(con, _lake_files(con, sorted(_columns(con, L))))
     except Exception as exc:
         failed: Exception = exc
-        if commit_tried and not commit_done:  # first: nothing below may open the build again before it
+        commit_failed = commit_tried and not commit_done
+        if commit_failed:  # first: nothing below may open the build again before it
             cause = (str(exc).splitlines() or [type(exc).__name__])[-1]
             duck.mark_held_by_failed_commit(settings.build_db, f"the lake's commit for {business_date} failed ({cause})")
         try:
@@ -333,7 +334,7 @@ def publish(settings: Settings, business_date: str, run_id: str,
         except duckdb.Error:
             pass
         con.close()
-        if commit_tried and not commit_done:
+        if commit_failed:
             failed = RuntimeError(
                 f"publishing {business_date}: the commit to {lake.describe(settings)} failed: {' '.join(str(exc).split())}"
                 + (" (another process holds the catalog's write lock; the warehouse has one writer)"
